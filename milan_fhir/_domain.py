@@ -1,0 +1,272 @@
+"""The version-neutral domain model: facts read from FHIR, rule-set parameters, and results.
+
+Nothing here knows FHIR or HTTP. Adapters (``milan_fhir._adapters``) turn FHIR resources into these facts;
+criteria (``milan_fhir._criteria``) are pure functions over them; writers turn results into FHIR/JSON/tables.
+
+Every fact carries a :class:`Source`: the resource it came from (``Type/id`` and ``meta.versionId``), the value
+used, in words, and its clinical date (UTC). A fact whose ``source.date`` is ``None`` had no usable date.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Status",
+    "Verdict",
+    "Source",
+    "PartialDate",
+    "PatientFact",
+    "Ki67Fact",
+    "GradeFact",
+    "LiverBurdenFact",
+    "DiseaseStatusFact",
+    "StagingFact",
+    "MetastasisFact",
+    "PrimaryFact",
+    "ProcedureFact",
+    "LiverMetastasisCountFact",
+    "LesionSizeFact",
+    "Ignored",
+    "Unusable",
+    "PatientRecord",
+    "RuleSet",
+    "CriterionResult",
+    "Evaluation",
+    "CRITERIA",
+]
+
+#: The criteria, in the order results show them (criteria.md §3).
+CRITERIA: tuple[str, ...] = (
+    "age",
+    "low_grade",
+    "liver_burden",
+    "primary_resected_portal",
+    "stable_disease",
+    "no_extrahepatic_disease",
+)
+
+
+class Status(StrEnum):
+    MET = "met"
+    NOT_MET = "not_met"
+    INDETERMINATE = "indeterminate"
+
+
+class Verdict(StrEnum):
+    ELIGIBLE = "eligible"
+    INELIGIBLE = "ineligible"
+    INDETERMINATE = "indeterminate"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Frozen):
+    """Where a fact came from."""
+
+    reference: str  # "Observation/abc"
+    version: str | None = None  # meta.versionId, when known
+    value: str | None = None  # the value used, as a clinician reads it: "Ki-67 12 %"
+    date: dt.date | None = None  # clinical date, UTC (criteria.md §1 / §3a)
+    unverified_codes: tuple[str, ...] = ()  # codes matched that the mappings flag unverified (level U)
+
+    @property
+    def versioned_reference(self) -> str:
+        return f"{self.reference}/_history/{self.version}" if self.version else self.reference
+
+
+class PartialDate(_Frozen):
+    """A FHIR date that may be partial: ``1965``, ``1965-03`` or ``1965-03-14``."""
+
+    year: int
+    month: int | None = None
+    day: int | None = None
+
+    def earliest(self) -> dt.date:
+        return dt.date(self.year, self.month or 1, self.day or 1)
+
+    def latest(self) -> dt.date:
+        if self.month is None:
+            return dt.date(self.year, 12, 31)
+        if self.day is None:
+            return dt.date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+        return dt.date(self.year, self.month, self.day)
+
+    def __str__(self) -> str:
+        if self.month is None:
+            return f"{self.year:04d}"
+        if self.day is None:
+            return f"{self.year:04d}-{self.month:02d}"
+        return f"{self.year:04d}-{self.month:02d}-{self.day:02d}"
+
+
+Comparator = Literal["<", "<=", ">", ">="]
+
+
+class PatientFact(_Frozen):
+    birth_date: PartialDate | None = None
+    source: Source
+
+
+class Ki67Fact(_Frozen):
+    """A usable Ki-67 value in percent. ``comparator`` set means a bound (``<2%``), not an exact value."""
+
+    percent: float
+    comparator: Comparator | None = None
+    source: Source
+
+
+class GradeFact(_Frozen):
+    """Histologic grade evidence: 1, 2 or 3 (3 = G3 or any high-grade / carcinoma evidence)."""
+
+    grade: Literal[1, 2, 3]
+    kind: Literal["grade", "morphology", "diagnosis"] = "grade"
+    label: str  # "G2", "neuroendocrine carcinoma (ICD-O-3 8246/3)"
+    source: Source
+
+
+class LiverBurdenFact(_Frozen):
+    percent: float
+    comparator: Comparator | None = None
+    source: Source
+
+
+class DiseaseStatusFact(_Frozen):
+    trend: Literal["improved", "stable", "worsened"]
+    source: Source
+
+
+class StagingFact(_Frozen):
+    """Extrahepatic-disease staging: ``present`` True = disease outside the liver."""
+
+    present: bool
+    source: Source
+
+
+class MetastasisFact(_Frozen):
+    """A metastasis Condition. ``site`` is a key of sites.yaml; ``None`` when unspecified."""
+
+    site: str | None
+    site_label: str
+    location: Literal["liver", "extrahepatic", "unspecified"]
+    active: bool
+    source: Source
+
+
+class PrimaryFact(_Frozen):
+    """A primary NET Condition and its site (sites.yaml)."""
+
+    site: str  # sites.yaml key ("ileum", "rectum", "unknown_primary", "unreadable", ...)
+    site_label: str
+    group: str | None  # anatomical group for resection matching ("small_intestine", ...)
+    drainage: Literal["portal", "systemic", "review", "unknown"]
+    note: str | None = None  # why a `review` site needs review
+    active: bool = True
+    source: Source
+
+
+class ProcedureFact(_Frozen):
+    kind: Literal["primary_resection", "liver_resection_minor", "liver_resection_major", "liver_transplant"]
+    code_groups: tuple[str, ...] = ()  # anatomical groups its code names
+    body_site_groups: tuple[str, ...] = ()  # anatomical groups of its bodySite
+    reason_references: tuple[str, ...] = ()  # "Condition/x" it was done for (resolved)
+    source: Source
+
+
+class LiverMetastasisCountFact(_Frozen):
+    count: int
+    source: Source
+
+
+class LesionSizeFact(_Frozen):
+    """Largest liver metastasis, in millimetres."""
+
+    mm: float
+    source: Source
+
+
+class Ignored(_Frozen):
+    """A resource read but not counted (criteria.md §1: status, verification, subject), and why."""
+
+    reference: str
+    reason: str
+
+
+class Unusable(_Frozen):
+    """A resource that counts but whose value could not be used (an odd unit, text without %)."""
+
+    reference: str
+    concept: str  # "ki67", "liver_burden", ...
+    field: str  # "valueString"
+    reason: str
+
+
+class PatientRecord(BaseModel):
+    """Everything the adapters found for one patient."""
+
+    patient: str  # "Patient/123"
+    demographics: PatientFact | None = None  # None: no Patient resource was given
+    ki67: list[Ki67Fact] = Field(default_factory=list)
+    grades: list[GradeFact] = Field(default_factory=list)
+    liver_burden: list[LiverBurdenFact] = Field(default_factory=list)
+    disease_status: list[DiseaseStatusFact] = Field(default_factory=list)
+    staging: list[StagingFact] = Field(default_factory=list)
+    metastases: list[MetastasisFact] = Field(default_factory=list)
+    primaries: list[PrimaryFact] = Field(default_factory=list)
+    procedures: list[ProcedureFact] = Field(default_factory=list)
+    liver_metastasis_counts: list[LiverMetastasisCountFact] = Field(default_factory=list)
+    largest_liver_metastasis: list[LesionSizeFact] = Field(default_factory=list)
+    ignored: list[Ignored] = Field(default_factory=list)
+    unusable: list[Unusable] = Field(default_factory=list)
+    #: every resource that was read for this patient and counts, "Type/id" -> versionId (or None);
+    #: the input fingerprint of a RiskAssessment is made from this
+    inputs: dict[str, str | None] = Field(default_factory=dict)
+
+
+class RuleSet(_Frozen):
+    """Parameters of one rule set (mappings/rule-sets.yaml)."""
+
+    name: str
+    version: str
+    title: str
+    source: str
+    age_max_years: int
+    low_grade_mode: Literal["ki67", "grade"]
+    ki67_limit_percent: float
+    grade_ki67_cutoffs: tuple[float, float]
+    liver_burden_limit_percent: float
+    liver_burden_inclusive: bool
+    stable_months: int
+    status_stale_months: int
+    staging_window_months: int
+
+
+class CriterionResult(_Frozen):
+    name: str
+    status: Status
+    reason: str  # one sentence a clinician can read, citing the source of every number
+    evidence: tuple[Source, ...] = ()  # every resource that decided it, with the value used
+    missing: tuple[str, ...] = ()  # what data would settle it (when indeterminate)
+
+
+class Evaluation(_Frozen):
+    """The result for one patient under one rule set, as of one date."""
+
+    patient: str
+    as_of: dt.date
+    rule_set: str
+    rule_set_version: str
+    mapping_version: str
+    verdict: Verdict
+    criteria: dict[str, CriterionResult]
+    ignored: tuple[Ignored, ...] = ()
+    unusable: tuple[Unusable, ...] = ()
+    inputs: dict[str, str | None] = Field(default_factory=dict)
+    record: PatientRecord | None = None  # the facts behind it (for writers: liver metastasis, subgroups)
