@@ -1,0 +1,447 @@
+"""FHIR R4 output: the RiskAssessment (criteria.md §5), its Provenance, and the conformance resources we ship.
+
+This is the only module of the package that builds FHIR resources. Each resource is built as a plain dict (the
+key order a person reads) and checked against the ``fhir.resources.R4B`` model before it is returned.
+
+Identity: the RiskAssessment's ``identifier`` and ``id`` are deterministic from (patient, rule set), so a server
+holds one current assessment per patient and rule set and its history is the server's version history. The
+``input-fingerprint`` extension records a hash of everything the assessment was computed from (input resources and
+their versions, mappings, rule set, per-criterion results), but not the as-of date: re-running on unchanged inputs
+gives the same fingerprint, and a writer can skip the update.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import json
+import uuid
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable
+
+from fhir.resources.R4B.provenance import Provenance
+from fhir.resources.R4B.riskassessment import RiskAssessment
+from fhir.resources.R4B.structuredefinition import StructureDefinition
+from pydantic import ValidationError
+
+from .._domain import (
+    CRITERIA,
+    Evaluation,
+    Ki67Fact,
+    PatientRecord,
+    Source,
+    Verdict,
+)
+from .._mappings import Mappings, Prediction
+from .table import LABELS
+
+__all__ = [
+    "CANONICAL",
+    "PROFILE_URL",
+    "CRITERION_RESULT_URL",
+    "INPUT_FINGERPRINT_URL",
+    "RULE_SET_SYSTEM",
+    "VERDICT_SYSTEM",
+    "IDENTIFIER_SYSTEM",
+    "risk_assessment",
+    "provenance",
+    "fingerprint",
+    "identifier_value",
+    "resource_id",
+    "read_fingerprint",
+    "structure_definitions",
+    "code_systems",
+    "conformance_resources",
+    "subgroups",
+]
+
+CANONICAL = "http://milan-fhir.org/fhir"
+_SD = f"{CANONICAL}/StructureDefinition/"
+PROFILE_URL = _SD + "milan-risk-assessment"
+CRITERION_RESULT_URL = _SD + "criterion-result"
+INPUT_FINGERPRINT_URL = _SD + "input-fingerprint"
+RULE_SET_SYSTEM = f"{CANONICAL}/CodeSystem/milan-rule-set"
+VERDICT_SYSTEM = f"{CANONICAL}/CodeSystem/milan-net"
+IDENTIFIER_SYSTEM = f"{CANONICAL}/NamingSystem/risk-assessment"
+UCUM = "http://unitsofmeasure.org"
+_PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+
+_VERDICT_DISPLAY = {
+    Verdict.ELIGIBLE: "Within the Milan criteria (all criteria met)",
+    Verdict.INELIGIBLE: "Outside the Milan criteria (a criterion not met)",
+    Verdict.INDETERMINATE: "Milan criteria indeterminate (data missing to decide)",
+}
+_STATUS_WORDS = {"met": "met", "not_met": "not met", "indeterminate": "indeterminate"}
+
+
+class FhirBuildError(RuntimeError):
+    """The writer built a resource the R4B model refuses: a bug in milan-fhir, never the user's input."""
+
+
+# ---------------------------------------------------------------------------------------------- identity
+def identifier_value(patient: str, rule_set: str) -> str:
+    """The RiskAssessment identifier value: a UUID v5 of (patient, rule set)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{IDENTIFIER_SYSTEM}|{patient}|{rule_set}"))
+
+
+def resource_id(patient: str, rule_set: str) -> str:
+    """The RiskAssessment logical id: ``milan-`` + 40 hex characters of a hash of (patient, rule set)."""
+    digest = hashlib.sha256(f"{patient}|{rule_set}".encode()).hexdigest()
+    return f"milan-{digest[:40]}"
+
+
+def _inputs(ev: Evaluation) -> dict[str, str | None]:
+    if ev.inputs:
+        return dict(ev.inputs)
+    if ev.record is not None:
+        return dict(ev.record.inputs)
+    return {}
+
+
+def fingerprint(ev: Evaluation, mappings: Mappings) -> str:
+    """``sha256:<hex>`` over the inputs (reference and version), the mappings, the rule set and the results.
+
+    The as-of date is deliberately left out: an unchanged patient re-evaluated tomorrow gives the same fingerprint
+    (unless a result's reason changes with the date).
+    """
+    h = hashlib.sha256()
+
+    def line(*parts: object) -> None:
+        h.update(("\x1f".join("" if p is None else str(p) for p in parts) + "\n").encode())
+
+    line("patient", ev.patient)
+    for ref, version in sorted(_inputs(ev).items()):
+        line("input", ref, version)
+    line("mappings", mappings.fingerprint())
+    line("mapping_version", ev.mapping_version)
+    line("rule_set", ev.rule_set, ev.rule_set_version)
+    for name in _criterion_names(ev):
+        res = ev.criteria[name]
+        line("criterion", name, str(res.status), res.reason)
+    return f"sha256:{h.hexdigest()}"
+
+
+def read_fingerprint(resource: dict[str, Any]) -> str | None:
+    """The input fingerprint recorded in a RiskAssessment (e.g. one read back from a server), or None."""
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == INPUT_FINGERPRINT_URL:
+            value = ext.get("valueString")
+            return value if isinstance(value, str) else None
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _criterion_names(ev: Evaluation) -> list[str]:
+    return [n for n in CRITERIA if n in ev.criteria] + sorted(n for n in ev.criteria if n not in CRITERIA)
+
+
+def _versioned(ref: str, version: str | None) -> str:
+    return f"{ref}/_history/{version}" if version else ref
+
+
+def _evidence_sources(ev: Evaluation) -> list[Source]:
+    """Every evidence source of every criterion, once per reference, in criterion order."""
+    seen: dict[str, Source] = {}
+    for name in _criterion_names(ev):
+        for src in ev.criteria[name].evidence:
+            if src.reference not in seen or (src.version and not seen[src.reference].version):
+                seen[src.reference] = src
+    return list(seen.values())
+
+
+def _version_of(ev: Evaluation, src: Source) -> str | None:
+    return src.version or _inputs(ev).get(src.reference)
+
+
+def _reference(ev: Evaluation, src: Source, *, display: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"reference": _versioned(src.reference, _version_of(ev, src))}
+    if display and src.value:
+        out["display"] = src.value
+    return out
+
+
+def _counts(date: dt.date | None, as_of: dt.date, *, needs_date: bool) -> bool:
+    if date is None:
+        return not needs_date
+    return date <= as_of
+
+
+def _latest(facts: Iterable[Any], as_of: dt.date) -> Any | None:
+    dated = [f for f in facts if f.source.date is not None and f.source.date <= as_of]
+    return max(dated, key=lambda f: f.source.date) if dated else None
+
+
+def _src_text(src: Source) -> str:
+    bits = [src.reference]
+    if src.date:
+        bits.append(src.date.isoformat())
+    return ", ".join(bits)
+
+
+def _ki67_below(f: Ki67Fact, limit: float) -> bool:
+    """The Ki-67 value is certainly below ``limit``."""
+    if f.comparator in (None, "<="):
+        return f.percent < limit
+    if f.comparator == "<":
+        return f.percent <= limit
+    return False  # ">", ">=": a lower bound never shows "below"
+
+
+def subgroups(record: PatientRecord | None, as_of: dt.date) -> dict[str, str]:
+    """The literature subgroups the data shows, each with the evidence that shows it (a phrase citing sources).
+
+    grade_1: G1 evidence (a grade finding 1, or Ki-67 below 3 %) and nothing of a higher grade;
+    minor_liver_resection: a completed minor liver resection; liver_metastases_1_to_2: the latest count of liver
+    metastases is 1 or 2; largest_metastasis_below_3cm: the latest size of the largest liver metastasis is < 30 mm.
+    """
+    out: dict[str, str] = {}
+    if record is None:
+        return out
+    grades = [g for g in record.grades if _counts(g.source.date, as_of, needs_date=False)]
+    ki67 = [k for k in record.ki67 if _counts(k.source.date, as_of, needs_date=False)]
+    g1 = [g for g in grades if g.grade == 1]
+    ki_low = [k for k in ki67 if _ki67_below(k, 3.0)]
+    higher = any(g.grade > 1 for g in grades) or any(not _ki67_below(k, 3.0) for k in ki67)
+    if (g1 or ki_low) and not higher:
+        src = (g1[0].source if g1 else ki_low[0].source)
+        what = g1[0].label if g1 else (src.value or f"Ki-67 {ki_low[0].percent:g} %")
+        out["grade_1"] = f"{what} ({_src_text(src)})"
+    minor = [
+        p for p in record.procedures
+        if p.kind == "liver_resection_minor" and _counts(p.source.date, as_of, needs_date=False)
+    ]
+    if minor:
+        src = minor[0].source
+        out["minor_liver_resection"] = f"{src.value or 'minor liver resection'} ({_src_text(src)})"
+    count = _latest(record.liver_metastasis_counts, as_of)
+    if count is not None and 1 <= count.count <= 2:
+        out["liver_metastases_1_to_2"] = f"{count.count} liver metastas{'is' if count.count == 1 else 'es'} ({_src_text(count.source)})"
+    size = _latest(record.largest_liver_metastasis, as_of)
+    if size is not None and size.mm < 30:
+        out["largest_metastasis_below_3cm"] = f"largest liver metastasis {size.mm:g} mm ({_src_text(size.source)})"
+    return out
+
+
+def _liver_metastasis(ev: Evaluation) -> Source | None:
+    record = ev.record
+    if record is None:
+        return None
+    livers = [
+        m for m in record.metastases
+        if m.location == "liver" and _counts(m.source.date, ev.as_of, needs_date=False)
+    ]
+    if not livers:
+        return None
+    # prefer an active one, then the most recent
+    livers.sort(key=lambda m: (m.active, m.source.date or dt.date.min), reverse=True)
+    return livers[0].source
+
+
+def _criterion_extension(ev: Evaluation, name: str) -> dict[str, Any]:
+    res = ev.criteria[name]
+    parts: list[dict[str, Any]] = [
+        {"url": "name", "valueCode": name},
+        {"url": "status", "valueCode": str(res.status)},
+        {"url": "reason", "valueString": res.reason},
+    ]
+    seen: set[str] = set()
+    for src in res.evidence:
+        if src.reference in seen:
+            continue
+        seen.add(src.reference)
+        parts.append({"url": "evidence", "valueReference": _reference(ev, src)})
+    for m in res.missing:
+        parts.append({"url": "missing", "valueString": m})
+    return {"url": CRITERION_RESULT_URL, "extension": parts}
+
+
+def _literature(p: Prediction, because: str | None) -> dict[str, Any]:
+    years = {"value": p.years, "unit": "a", "system": UCUM, "code": "a"}
+    rationale = f"{p.study.citation}; cohort: {p.study.cohort} (n={p.study.n})."
+    if because:
+        rationale += f" Applies because the data shows {because}."
+    return {
+        "outcome": {"text": p.outcome},
+        "probabilityDecimal": p.percent,
+        "whenRange": {"low": dict(years), "high": dict(years)},
+        "rationale": rationale,
+    }
+
+
+def _narrative(ev: Evaluation, rule_set_title: str | None) -> str:
+    e = html.escape
+    rows = []
+    for name in _criterion_names(ev):
+        res = ev.criteria[name]
+        reason = res.reason
+        if res.missing:
+            reason += " Missing: " + "; ".join(res.missing) + "."
+        refs = []
+        seen: set[str] = set()
+        for src in res.evidence:
+            if src.reference not in seen:
+                seen.add(src.reference)
+                refs.append(_versioned(src.reference, _version_of(ev, src)))
+        rows.append(
+            f"<tr><td>{e(LABELS.get(name, name))}</td><td>{e(_STATUS_WORDS.get(str(res.status), str(res.status)))}</td>"
+            f"<td>{e(reason)}</td><td>{e(', '.join(refs)) or '-'}</td></tr>"
+        )
+    rule = e(ev.rule_set) + (f" ({e(rule_set_title)})" if rule_set_title else "") + f", version {e(ev.rule_set_version)}"
+    return (
+        '<div xmlns="http://www.w3.org/1999/xhtml">'
+        f"<p><b>Milan criteria: {e(_VERDICT_DISPLAY.get(ev.verdict, str(ev.verdict)))}</b></p>"
+        f"<p>Patient {e(ev.patient)}, as of {ev.as_of.isoformat()}, rule set {rule}; "
+        f"mappings {e(ev.mapping_version)}.</p>"
+        "<table><thead><tr><th>Criterion</th><th>Status</th><th>Reason</th><th>Evidence</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        "</div>"
+    )
+
+
+def _check(model: type, resource: dict[str, Any]) -> None:
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:  # a bug in this module, not a user error
+        raise FhirBuildError(f"milan-fhir built an invalid {resource.get('resourceType')}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------- RiskAssessment
+def risk_assessment(ev: Evaluation, mappings: Mappings, *, validate: bool = True) -> dict[str, Any]:
+    """The RiskAssessment of criteria.md §5 for one evaluation, as a JSON-ready dict."""
+    rule = mappings.rule_sets.get(ev.rule_set)
+    title = rule.title if rule is not None else None
+    outcome: dict[str, Any] = {
+        "extension": [_criterion_extension(ev, name) for name in _criterion_names(ev)],
+        "coding": [
+            {"system": VERDICT_SYSTEM, "code": str(ev.verdict), "display": _VERDICT_DISPLAY.get(ev.verdict, str(ev.verdict))}
+        ],
+        "text": _VERDICT_DISPLAY.get(ev.verdict, str(ev.verdict)),
+    }
+    counts = {s: sum(1 for r in ev.criteria.values() if str(r.status) == s) for s in ("met", "not_met", "indeterminate")}
+    predictions: list[dict[str, Any]] = [
+        {
+            "outcome": outcome,
+            "rationale": (
+                f"{counts['met']} of {len(ev.criteria)} criteria met, {counts['not_met']} not met, "
+                f"{counts['indeterminate']} indeterminate (rule set {ev.rule_set} {ev.rule_set_version})."
+            ),
+        }
+    ]
+    eligible = ev.verdict == Verdict.ELIGIBLE
+    if eligible:
+        shown = subgroups(ev.record, ev.as_of)
+        for p in mappings.predictions:
+            if p.when == "always":
+                predictions.append(_literature(p, None))
+            elif p.when in shown:
+                predictions.append(_literature(p, shown[p.when]))
+
+    ra: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": resource_id(ev.patient, ev.rule_set),
+        "meta": {"profile": [PROFILE_URL]},
+        "text": {"status": "generated", "div": _narrative(ev, title)},
+        "extension": [{"url": INPUT_FINGERPRINT_URL, "valueString": fingerprint(ev, mappings)}],
+        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": identifier_value(ev.patient, ev.rule_set)}],
+        "status": "final",
+        "method": {
+            "coding": [
+                {
+                    "system": RULE_SET_SYSTEM,
+                    "version": ev.rule_set_version,
+                    "code": ev.rule_set,
+                    **({"display": title} if title else {}),
+                }
+            ],
+            "text": f"Milan criteria, rule set {ev.rule_set} {ev.rule_set_version}",
+        },
+        "subject": {"reference": ev.patient},
+        "occurrenceDateTime": ev.as_of.isoformat(),
+    }
+    liver = _liver_metastasis(ev)
+    if liver is not None:
+        ra["condition"] = {"reference": liver.reference, **({"display": liver.value} if liver.value else {})}
+    basis = [_reference(ev, src) for src in _evidence_sources(ev)]
+    if basis:
+        ra["basis"] = basis
+    ra["prediction"] = predictions
+    if eligible and mappings.mitigation:
+        ra["mitigation"] = mappings.mitigation
+    if validate:
+        _check(RiskAssessment, ra)
+    return ra
+
+
+# ---------------------------------------------------------------------------------------------- Provenance
+def provenance(
+    ev: Evaluation,
+    target_reference: str,
+    *,
+    recorded: dt.datetime | str | None = None,
+    software_version: str,
+    validate: bool = True,
+) -> dict[str, Any]:
+    """A Provenance for a written RiskAssessment: the software that made it and every input with its version.
+
+    ``target_reference`` is the RiskAssessment as written (``RiskAssessment/id/_history/v`` when known).
+    """
+    if recorded is None:
+        recorded = dt.datetime.now(dt.timezone.utc)
+    if isinstance(recorded, dt.datetime):
+        if recorded.tzinfo is None:
+            recorded = recorded.replace(tzinfo=dt.timezone.utc)
+        recorded = recorded.isoformat(timespec="seconds")
+    prov: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "target": [{"reference": target_reference}],
+        "occurredDateTime": ev.as_of.isoformat(),
+        "recorded": recorded,
+        "reason": [{"text": f"Milan criteria evaluation, rule set {ev.rule_set} {ev.rule_set_version}"}],
+        "agent": [
+            {
+                "type": {"coding": [{"system": _PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
+                "who": {"display": f"milan-fhir {software_version}"},
+            }
+        ],
+    }
+    entities = [
+        {"role": "source", "what": {"reference": _versioned(ref, version)}}
+        for ref, version in sorted(_inputs(ev).items())
+    ]
+    if entities:
+        prov["entity"] = entities
+    if validate:
+        _check(Provenance, prov)
+    return prov
+
+
+# ---------------------------------------------------------------------------------------------- definitions
+@lru_cache(maxsize=1)
+def _definitions() -> tuple[str, ...]:
+    folder = resources.files(__package__) / "definitions"
+    texts = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".json"):
+            texts.append(entry.read_text(encoding="utf-8"))
+    return tuple(texts)
+
+
+def conformance_resources() -> list[dict[str, Any]]:
+    """Every conformance resource milan-fhir ships (StructureDefinitions, CodeSystems), as fresh dicts."""
+    return [json.loads(t) for t in _definitions()]
+
+
+def structure_definitions() -> list[dict[str, Any]]:
+    """The StructureDefinitions milan-fhir ships: the criterion-result and input-fingerprint extensions and the
+    milan-risk-assessment profile (FHIR 4.0.1, differential form)."""
+    out = [r for r in conformance_resources() if r.get("resourceType") == "StructureDefinition"]
+    for sd in out:
+        _check(StructureDefinition, sd)
+    return out
+
+
+def code_systems() -> list[dict[str, Any]]:
+    """The CodeSystems milan-fhir ships (milan-net: verdict and observation concepts; milan-rule-set)."""
+    return [r for r in conformance_resources() if r.get("resourceType") == "CodeSystem"]

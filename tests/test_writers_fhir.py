@@ -1,0 +1,225 @@
+"""The FHIR writer: RiskAssessment, Provenance and the shipped conformance resources."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from fhir.resources.R4B.codesystem import CodeSystem
+from fhir.resources.R4B.provenance import Provenance
+from fhir.resources.R4B.riskassessment import RiskAssessment
+from fhir.resources.R4B.structuredefinition import StructureDefinition
+
+from milan_fhir._domain import Status, Verdict
+from milan_fhir._mappings import default_mappings
+from milan_fhir._writers import fhir
+
+from _writer_samples import evaluation, full_record
+
+
+@pytest.fixture(scope="module")
+def mappings():
+    return default_mappings()
+
+
+def _ext(ext_list, url):
+    return [e for e in ext_list or [] if e["url"] == url]
+
+
+def test_round_trips_through_r4b_model(mappings):
+    ra = fhir.risk_assessment(evaluation(record=full_record()), mappings)
+    model = RiskAssessment.model_validate(ra)
+    back = model.model_dump(mode="json", exclude_none=True)
+    assert back["status"] == "final"
+    assert back["subject"] == {"reference": "Patient/p1"}
+    assert back["occurrenceDateTime"] == "2026-01-15"
+    assert back["prediction"][0]["outcome"]["coding"][0]["code"] == "eligible"
+    assert back["meta"]["profile"] == [fhir.PROFILE_URL]
+
+
+def test_core_fields(mappings):
+    ra = fhir.risk_assessment(evaluation(record=full_record()), mappings)
+    assert ra["condition"]["reference"] == "Condition/met1"
+    method = ra["method"]["coding"][0]
+    assert (method["system"], method["code"], method["version"]) == (fhir.RULE_SET_SYSTEM, "milan-net", "1.0.0")
+    basis = [b["reference"] for b in ra["basis"]]
+    assert "Observation/k1/_history/3" in basis and "Procedure/res" in basis
+    assert len(basis) == len(set(basis))
+    outcome = ra["prediction"][0]["outcome"]
+    assert outcome["coding"][0]["system"] == fhir.VERDICT_SYSTEM and outcome["text"]
+
+
+def test_no_condition_without_liver_metastasis(mappings):
+    ra = fhir.risk_assessment(evaluation(), mappings)
+    assert "condition" not in ra
+
+
+def test_criterion_results_extension(mappings):
+    ev = evaluation(statuses={"stable_disease": Status.INDETERMINATE, "age": Status.NOT_MET})
+    ra = fhir.risk_assessment(ev, mappings)
+    exts = _ext(ra["prediction"][0]["outcome"].get("extension"), fhir.CRITERION_RESULT_URL)
+    assert len(exts) == 6
+    by_name = {}
+    for ext in exts:
+        parts = {}
+        for p in ext["extension"]:
+            value = next(v for k, v in p.items() if k.startswith("value"))
+            parts.setdefault(p["url"], []).append(value)
+        by_name[parts["name"][0]] = parts
+    assert by_name["age"]["status"] == ["not_met"]
+    assert by_name["stable_disease"]["status"] == ["indeterminate"]
+    assert by_name["stable_disease"]["missing"] == ["a recent measurement"]
+    assert "evidence" not in by_name["stable_disease"]
+    assert [r["reference"] for r in by_name["low_grade"]["evidence"]] == ["Observation/k1/_history/3"]
+    assert by_name["age"]["reason"] == ["age is not_met per the cited evidence."]
+
+
+def test_identifier_and_id_deterministic_and_differ_by_rule_set(mappings):
+    a = fhir.risk_assessment(evaluation(), mappings)
+    b = fhir.risk_assessment(evaluation(as_of=dt.date(2026, 6, 1)), mappings)
+    c = fhir.risk_assessment(evaluation(rule_set="milan-2007"), mappings)
+    d = fhir.risk_assessment(evaluation(patient="Patient/p2"), mappings)
+    assert a["identifier"] == b["identifier"] and a["id"] == b["id"]
+    assert a["identifier"][0]["system"] == fhir.IDENTIFIER_SYSTEM
+    assert a["identifier"] != c["identifier"] and a["id"] != c["id"]
+    assert a["identifier"] != d["identifier"] and a["id"] != d["id"]
+    assert a["id"].startswith("milan-") and len(a["id"]) <= 64
+
+
+def test_fingerprint_changes_only_with_inputs(mappings):
+    base = evaluation()
+    fp = fhir.fingerprint(base, mappings)
+    assert fp.startswith("sha256:")
+    assert fhir.fingerprint(evaluation(), mappings) == fp
+    assert fhir.fingerprint(evaluation(as_of=dt.date(2026, 2, 1)), mappings) == fp  # the date alone changes nothing
+    changed_inputs = dict(base.inputs, **{"Observation/k1": "4"})
+    assert fhir.fingerprint(evaluation(inputs=changed_inputs), mappings) != fp
+    added = dict(base.inputs, **{"Observation/new": "1"})
+    assert fhir.fingerprint(evaluation(inputs=added), mappings) != fp
+    assert fhir.fingerprint(evaluation(statuses={"age": Status.NOT_MET}), mappings) != fp
+    assert fhir.fingerprint(evaluation(rule_set="milan-2007"), mappings) != fp
+    ra = fhir.risk_assessment(base, mappings)
+    assert fhir.read_fingerprint(ra) == fp
+
+
+def test_fingerprint_follows_mapping_content(mappings):
+    import copy
+
+    other = copy.deepcopy(mappings)
+    entry = other.codes["ki67"][0]
+    other.codes["ki67"][0] = entry.model_copy(update={"code": "99999-9"})
+    assert fhir.fingerprint(evaluation(), other) != fhir.fingerprint(evaluation(), mappings)
+
+
+def test_literature_only_when_eligible_and_ras2(mappings):
+    rec = full_record()
+    eligible = fhir.risk_assessment(evaluation(record=rec), mappings)
+    assert len(eligible["prediction"]) > 1
+    assert eligible["mitigation"] == mappings.mitigation
+    for p in eligible["prediction"][1:]:
+        assert 0 <= p["probabilityDecimal"] <= 100  # ras-2
+        assert p["whenRange"]["low"] == p["whenRange"]["high"]
+        assert p["whenRange"]["low"]["code"] == "a"
+        assert "n=" in p["rationale"]
+    texts = {p["outcome"]["text"]: p for p in eligible["prediction"][1:]}
+    assert texts["5-year overall survival after liver transplantation within Milan"]["probabilityDecimal"] == 97.2
+    assert texts["10-year overall survival after liver transplantation within Milan"]["whenRange"]["low"]["value"] == 10
+    for verdict_statuses in ({"age": Status.NOT_MET}, {"age": Status.INDETERMINATE}):
+        ra = fhir.risk_assessment(evaluation(record=rec, statuses=verdict_statuses), mappings)
+        assert len(ra["prediction"]) == 1
+        assert "mitigation" not in ra
+        assert "probabilityDecimal" not in ra["prediction"][0]
+
+
+def _subgroup_outcomes(ra):
+    return {p["outcome"]["text"] for p in ra["prediction"][1:]}
+
+
+def test_subgroup_predictions_only_with_data(mappings):
+    shown = _subgroup_outcomes(fhir.risk_assessment(evaluation(record=full_record()), mappings))
+    assert any("G1" in t for t in shown)
+    assert any("minor liver resection" in t for t in shown)
+    assert any("1-2 liver metastases" in t for t in shown)
+    assert any("below 3 cm" in t for t in shown)
+
+    rec = full_record(grade=2, count=3, mm=30.0, minor_resection=False)
+    none = _subgroup_outcomes(fhir.risk_assessment(evaluation(record=rec), mappings))
+    assert len(none) == 3  # only the three `always` figures
+    assert not any("G1" in t or "minor" in t or "1-2" in t or "3 cm" in t for t in none)
+
+    # no record at all: the always-figures only
+    assert len(_subgroup_outcomes(fhir.risk_assessment(evaluation(), mappings))) == 3
+
+
+def test_grade_1_from_ki67_and_not_when_higher_evidence(mappings):
+    as_of = dt.date(2026, 1, 15)
+    rec = full_record(grade=1, ki67=2.0)
+    assert "grade_1" in fhir.subgroups(rec, as_of)
+    assert "Observation" in fhir.subgroups(rec, as_of)["grade_1"]
+    rec = full_record(grade=1, ki67=5.0)  # Ki-67 5 % is G2 whatever the grade finding says
+    assert "grade_1" not in fhir.subgroups(rec, as_of)
+    rec = full_record(grade=2, ki67=2.0)
+    assert "grade_1" not in fhir.subgroups(rec, as_of)
+    # facts after as_of do not count
+    assert "liver_metastases_1_to_2" not in fhir.subgroups(full_record(), dt.date(2025, 9, 1))
+
+
+def test_narrative(mappings):
+    ra = fhir.risk_assessment(evaluation(statuses={"age": Status.NOT_MET}), mappings)
+    text = ra["text"]
+    assert text["status"] == "generated"
+    div = text["div"]
+    assert div.startswith('<div xmlns="http://www.w3.org/1999/xhtml">') and div.endswith("</div>")
+    assert "<table>" in div and div.count("<tr>") == 7
+    assert "not met" in div and "Observation/k1/_history/3" in div
+
+
+def test_narrative_escapes_markup(mappings):
+    from milan_fhir._domain import CriterionResult
+
+    ev = evaluation()
+    crit = dict(ev.criteria)
+    crit["age"] = CriterionResult(name="age", status=Status.MET, reason="age <60 & fine", evidence=crit["age"].evidence)
+    ra = fhir.risk_assessment(ev.model_copy(update={"criteria": crit}), mappings)
+    assert "age &lt;60 &amp; fine" in ra["text"]["div"]
+
+
+def test_provenance(mappings):
+    ev = evaluation()
+    prov = fhir.provenance(
+        ev, "RiskAssessment/milan-x/_history/2", recorded=dt.datetime(2026, 1, 15, 10, 0), software_version="9.9.9"
+    )
+    Provenance.model_validate(prov)
+    assert prov["target"] == [{"reference": "RiskAssessment/milan-x/_history/2"}]
+    assert prov["recorded"] == "2026-01-15T10:00:00+00:00"
+    assert prov["agent"][0]["who"]["display"] == "milan-fhir 9.9.9"
+    sources = [e["what"]["reference"] for e in prov["entity"]]
+    assert all(e["role"] == "source" for e in prov["entity"])
+    assert "Observation/k1/_history/3" in sources and "Procedure/res" in sources
+    assert len(sources) == len(ev.inputs)
+
+
+def test_structure_definitions_valid():
+    sds = fhir.structure_definitions()
+    urls = {sd["url"] for sd in sds}
+    assert urls == {fhir.PROFILE_URL, fhir.CRITERION_RESULT_URL, fhir.INPUT_FINGERPRINT_URL}
+    for sd in sds:
+        StructureDefinition.model_validate(sd)
+        assert sd["fhirVersion"] == "4.0.1"
+        assert sd["derivation"] == "constraint"
+        assert sd["url"] == f"http://milan-fhir.org/fhir/StructureDefinition/{sd['id']}"
+        elements = sd["differential"]["element"]
+        assert elements and all(e["id"].split(".")[0].split(":")[0] == sd["type"] for e in elements)
+    crit = next(sd for sd in sds if sd["url"] == fhir.CRITERION_RESULT_URL)
+    slices = {e["sliceName"] for e in crit["differential"]["element"] if "sliceName" in e}
+    assert slices == {"name", "status", "reason", "evidence", "missing"}
+
+
+def test_code_systems_cover_what_the_writer_uses(mappings):
+    systems = {cs["url"]: cs for cs in fhir.code_systems()}
+    for cs in systems.values():
+        CodeSystem.model_validate(cs)
+    verdicts = {c["code"] for c in systems[fhir.VERDICT_SYSTEM]["concept"]}
+    assert {str(v) for v in Verdict} <= verdicts
+    rule_sets = {c["code"] for c in systems[fhir.RULE_SET_SYSTEM]["concept"]}
+    assert set(mappings.rule_sets) <= rule_sets
