@@ -1,0 +1,225 @@
+"""Adapters: raw FHIR R4 JSON (dicts) -> domain facts (``milan_fhir._domain``). The only code that reads FHIR.
+
+- :func:`build_records` reads many resources (dicts or :class:`Located`) into one :class:`PatientRecord` per
+  patient; invalid resources go to ``problems`` and are skipped, never fatal, never silent.
+- :func:`adapt_resource` adapts one resource (streaming, for the cohort path); it returns None for resources the
+  rules do not use and raises :class:`~milan_fhir.errors.ResourceError` for an invalid one.
+- :class:`RawPrefilter` is a cheap bytes check before parsing an NDJSON line.
+
+Resources are recognised by code (codes.yaml), never by ``meta.profile``; only recognised resources are
+validated against the R4B models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping
+
+from .._domain import PatientRecord
+from .._mappings import Mappings
+from ..errors import InputError, ResourceError
+from . import _condition, _observation, _patient, _procedure
+from ._common import Adapted, Ctx, version_of
+from ._located import InputProblem, Located, iter_bundle_or_resource, resource_key
+from ._prefilter import RawPrefilter
+from ._validate import validation_fault
+from ._values import Resolver, make_resolver, resolve_reference
+
+__all__ = [
+    "Adapted",
+    "AdaptStats",
+    "InputProblem",
+    "Located",
+    "RawPrefilter",
+    "adapt_resource",
+    "build_records",
+    "classify",
+    "full_url_map",
+]
+
+#: Resource types the rules read; every other type is irrelevant (skipped, counted in AdaptStats.irrelevant).
+RULE_TYPES = ("Patient", "Observation", "Condition", "Procedure")
+_STREAMED_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+
+
+@dataclass
+class AdaptStats:
+    """What :func:`build_records` did with the resources it was given."""
+
+    read: int = 0  # resources seen
+    counted: int = 0  # added to a record's inputs
+    ignored: int = 0  # recognised but not counted (status, verification...): in record.ignored
+    irrelevant: int = 0  # not used by the rules (other types, other codes): skipped by design
+    invalid: int = 0  # reported in problems and skipped
+    duplicates: int = 0  # the same Type/id seen again: reported, first copy used
+
+
+def classify(resource: dict[str, Any], mappings: Mappings) -> tuple[str, Any] | None:
+    """``(resourceType, classification)`` when the rules use this resource (by code), else None."""
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        return rtype, None
+    if rtype == "Observation":
+        kind = _observation.classify(resource, mappings)
+    elif rtype == "Condition":
+        kind = _condition.classify(resource, mappings)
+    elif rtype == "Procedure":
+        kind = _procedure.classify(resource, mappings)
+    else:
+        return None
+    return (rtype, kind) if kind is not None else None
+
+
+def adapt_resource(
+    resource: dict[str, Any],
+    mappings: Mappings,
+    *,
+    resolve: Resolver | Mapping[str, str] | None = None,
+    located: Located | None = None,
+) -> Adapted | None:
+    """One resource -> facts for one patient; None when the rules do not use it.
+
+    ``resolve`` maps reference text (``urn:uuid:...``, a Bundle fullUrl) to ``Type/id``; relative and absolute
+    references are read without it. Raises :class:`ResourceError` (naming file, line, resource and field) for
+    a resource that is used but invalid.
+    """
+    file, line, full_url = (located.file, located.line, located.full_url) if located else (None, None, None)
+    hit = classify(resource, mappings) if isinstance(resource, dict) else None
+    if hit is None:
+        return None
+    rtype, kind = hit
+    reference = resource_key(resource, full_url)
+    if reference is None:
+        raise ResourceError(f"{rtype} has no id", file=file, line=line, resource=rtype, field="id")
+    fault = validation_fault(resource)
+    if fault is not None:
+        field, reason = fault
+        raise ResourceError(f"invalid {rtype}: {reason}", file=file, line=line, resource=reference, field=field or None)
+    patient = reference if rtype == "Patient" else _subject(resource, resolve, file, line, reference)
+    concept = _concept(rtype, kind)
+    out = Adapted(patient=patient, reference=reference, version=version_of(resource), concept=concept)
+    ctx = Ctx(resource, mappings, reference, out.version, _as_resolver(resolve), out)
+    if rtype == "Patient":
+        _patient.adapt(ctx)
+    elif rtype == "Observation":
+        _observation.adapt(ctx, *kind)
+    elif rtype == "Condition":
+        _condition.adapt(ctx, kind)
+    else:
+        _procedure.adapt(ctx, *kind)
+    return out
+
+
+def build_records(
+    items: Iterable[Located | dict[str, Any]],
+    mappings: Mappings,
+    problems: list[InputProblem],
+    *,
+    stats: AdaptStats | None = None,
+) -> dict[str, PatientRecord]:
+    """One record per patient from many resources; a Bundle's ``fullUrl``s resolve references within it."""
+    stats = stats if stats is not None else AdaptStats()
+    records: dict[str, PatientRecord] = {}
+    for scope in _scopes(items, problems):
+        resolver = make_resolver(full_url_map(scope))
+        for loc in scope:
+            stats.read += 1
+            adapted = _adapt_reported(loc, mappings, resolver, problems, stats)
+            if adapted is None:
+                continue
+            record = records.get(adapted.patient)
+            if record is None:
+                record = records[adapted.patient] = PatientRecord(patient=adapted.patient)
+            if adapted.counted and adapted.reference in record.inputs:
+                stats.duplicates += 1
+                problems.append(
+                    InputProblem(loc.file, loc.line, adapted.reference, None, "the resource appears more than once; the first copy was used")
+                )
+                continue
+            adapted.apply(record)
+            if adapted.counted:
+                stats.counted += 1
+            else:
+                stats.ignored += 1
+    return records
+
+
+def full_url_map(located: Iterable[Located]) -> dict[str, str]:
+    """Bundle ``fullUrl`` -> ``Type/id`` for every entry that has one."""
+    out: dict[str, str] = {}
+    for loc in located:
+        if loc.full_url:
+            key = resource_key(loc.resource, loc.full_url)
+            if key:
+                out[loc.full_url] = key
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- internals
+def _adapt_reported(
+    loc: Located, mappings: Mappings, resolver: Resolver, problems: list[InputProblem], stats: AdaptStats
+) -> Adapted | None:
+    try:
+        adapted = adapt_resource(loc.resource, mappings, resolve=resolver, located=loc)
+    except InputError as exc:
+        stats.invalid += 1
+        problems.append(InputProblem.from_error(exc))
+        return None
+    if adapted is None:
+        stats.irrelevant += 1
+    return adapted
+
+
+def _scopes(items: Iterable[Located | dict[str, Any]], problems: list[InputProblem]) -> Iterator[list[Located]]:
+    """Groups of resources that share fullUrls: one per Bundle/JSON file; NDJSON lines one at a time."""
+    buffer: list[Located] = []
+    scope: Any = object()
+    for item in items:
+        for loc in _as_located(item, problems):
+            if loc.file is not None and loc.file.lower().endswith(_STREAMED_SUFFIXES):
+                yield [loc]
+                continue
+            if buffer and loc.file != scope:
+                yield buffer
+                buffer = []
+            scope = loc.file
+            buffer.append(loc)
+    if buffer:
+        yield buffer
+
+
+def _as_located(item: Any, problems: list[InputProblem]) -> Iterator[Located]:
+    if isinstance(item, Located):
+        yield item
+    else:
+        yield from iter_bundle_or_resource(item, problems)
+
+
+def _subject(resource: dict[str, Any], resolve: Any, file: str | None, line: int | None, reference: str) -> str:
+    ref = resource.get("subject")
+    target = resolve_reference(ref, resolve)
+    text = ref.get("reference") if isinstance(ref, dict) else None
+    if target is None:
+        reason = (
+            f"subject reference {text!r} cannot be resolved to a Patient (no Bundle entry has that fullUrl)"
+            if text
+            else "no subject reference to a Patient"
+        )
+        raise ResourceError(reason, file=file, line=line, resource=reference, field="subject")
+    if not target.startswith("Patient/"):
+        raise ResourceError(f"subject is {target}, not a Patient", file=file, line=line, resource=reference, field="subject")
+    return target
+
+
+def _concept(rtype: str, kind: Any) -> str:
+    if rtype == "Patient":
+        return "patient"
+    if rtype == "Condition":
+        return kind.concept
+    return kind[0]
+
+
+def _as_resolver(resolve: Resolver | Mapping[str, str] | None) -> Resolver | None:
+    if resolve is None or callable(resolve) and not isinstance(resolve, Mapping):
+        return resolve
+    return make_resolver(resolve)

@@ -1,0 +1,76 @@
+"""What adapting one resource yields, and the small context each resource adapter fills."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from .._domain import Ignored, PatientRecord, Source, Unusable
+from .._mappings import Mappings
+from ._values import Resolver
+
+__all__ = ["Adapted", "Ctx", "version_of"]
+
+
+@dataclass(slots=True)
+class Adapted:
+    """One resource read for one patient: the facts to add to their record, or why it does not count.
+
+    ``facts`` are ``(PatientRecord field, fact)`` pairs (``"demographics"`` for the Patient itself).
+    ``counted`` False means the resource was read but does not count (it is in ``ignored``).
+    """
+
+    patient: str  # "Patient/123"
+    reference: str  # "Observation/k1"
+    version: str | None  # meta.versionId
+    concept: str  # what it was recognised as: "ki67", "primary", "metastasis", "patient", ...
+    facts: list[tuple[str, Any]] = field(default_factory=list)
+    ignored: list[Ignored] = field(default_factory=list)
+    unusable: list[Unusable] = field(default_factory=list)
+    counted: bool = True
+
+    def apply(self, record: PatientRecord) -> None:
+        """Add everything to ``record`` (which must be this patient's)."""
+        for name, fact in self.facts:
+            if name == "demographics":
+                record.demographics = fact
+            else:
+                getattr(record, name).append(fact)
+        record.ignored.extend(self.ignored)
+        record.unusable.extend(self.unusable)
+        if self.counted:
+            record.inputs[self.reference] = self.version
+
+
+@dataclass(slots=True)
+class Ctx:
+    """Everything one resource adapter needs, and where it puts what it finds."""
+
+    resource: dict[str, Any]
+    mappings: Mappings
+    reference: str
+    version: str | None
+    resolve: Resolver | None
+    out: Adapted
+
+    def source(self, value: str | None, when: date | None, unverified: tuple[str, ...] = ()) -> Source:
+        return Source(
+            reference=self.reference, version=self.version, value=value, date=when, unverified_codes=unverified
+        )
+
+    def add(self, name: str, fact: Any) -> None:
+        self.out.facts.append((name, fact))
+
+    def ignore(self, reason: str) -> None:
+        self.out.ignored.append(Ignored(reference=self.reference, reason=reason))
+        self.out.counted = False
+
+    def unusable(self, concept: str, field: str, reason: str) -> None:
+        self.out.unusable.append(Unusable(reference=self.reference, concept=concept, field=field, reason=reason))
+
+
+def version_of(resource: dict[str, Any]) -> str | None:
+    meta = resource.get("meta")
+    v = meta.get("versionId") if isinstance(meta, dict) else None
+    return str(v) if isinstance(v, (str, int)) and str(v) else None

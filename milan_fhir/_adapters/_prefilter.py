@@ -1,0 +1,61 @@
+"""A cheap check on a raw NDJSON line, before parsing it: could the rules use this resource?
+
+It must never reject a relevant resource; letting through an irrelevant one only costs a parse. A line passes
+when it is a Patient, or when it is an Observation, Condition or Procedure with a ``"code"`` value among the
+mapped codes of the sections the adapters recognise (compared without dots and case, so ``C7A012`` and
+``c7a.012`` pass too).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .._mappings import Mappings
+
+__all__ = ["RawPrefilter", "PREFILTER_SECTIONS"]
+
+#: Sections whose codes make a resource relevant (values and body sites never do on their own).
+PREFILTER_SECTIONS = (
+    "primary_net",
+    "primary_net_by_morphology",
+    "generic_cancer",
+    "morphology",
+    "metastasis",
+    "ki67",
+    "liver_burden",
+    "disease_status",
+    "extrahepatic_staging",
+    "histologic_grade",
+    "liver_metastasis_count",
+    "largest_liver_metastasis",
+    "primary_resection",
+    "liver_resection_minor",
+    "liver_resection_major",
+    "liver_transplant",
+)
+
+_TYPES = (b'"Observation"', b'"Condition"', b'"Procedure"')
+_CODE_VALUE = re.compile(rb'"code"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _key(code: bytes) -> bytes:
+    return code.strip().upper().replace(b".", b"")
+
+
+class RawPrefilter:
+    """``RawPrefilter(mappings).wants(line)``: False only for lines the adapters would skip anyway."""
+
+    def __init__(self, mappings: Mappings) -> None:
+        keys = set()
+        for section in PREFILTER_SECTIONS:
+            for entry in mappings.codes_of(section):
+                keys.add(_key(entry.code.encode("utf-8")))
+        self._keys = frozenset(keys)
+
+    def wants(self, line: bytes) -> bool:
+        if b'"Patient"' in line:
+            return True
+        if not any(t in line for t in _TYPES):
+            return False
+        keys = self._keys
+        return any(_key(m) in keys for m in _CODE_VALUE.findall(line))
