@@ -87,11 +87,14 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
                 why = f"could be above the {fmt_pct(g2_max)} % cut-off of grade G3, so the grade is not settled"
             else:
                 why = f"does not show whether the highest Ki-67 is below the {fmt_pct(threshold)} % limit of {rules.name}"
+            others = [k for k, d in decided if d is False]
+            if others:
+                why += f" (other Ki-67 values up to {_cite_ki67(_highest(others))})"
             return result(
                 NAME,
                 Status.INDETERMINATE,
                 f"Ki-67 {bounds} {why}",
-                evidence=[k.source for k in undecided],
+                evidence=[k.source for k in ki67],
                 missing=(_EXACT_KI67,) if not grade_mode else (_EXACT_KI67, _GRADE),
                 notes=notes,
             )

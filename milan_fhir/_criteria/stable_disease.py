@@ -69,13 +69,13 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
     worse = items[last_worse] if last_worse is not None else None
     evidence = [start.source, latest.source] + ([worse.source] if worse else [])
     span = months_between(start.source.date, latest.source.date)
-    since = f"since {_cite(start)}" + (f", after progression {_cite(worse)}" if worse else "")
     if start.source.date <= months_back(latest.source.date, n):
         return result(
             NAME,
             Status.MET,
-            f"Stable or responding disease {since}, through {_cite(latest)}: {span} months, "
-            f"at least the {n} months of {rules.name}",
+            f"Stable or responding disease for {span} months, from {_cite(start)} to {_cite(latest)}"
+            + (f" after progression {_cite(worse)}" if worse else "")
+            + f", at least the {n} months of {rules.name}",
             evidence=evidence,
         )
     if worse is not None:
