@@ -120,9 +120,9 @@ def _render_one(ev: Evaluation, width: int, colour: bool, symbols: dict[Status, 
             reason = f"{reason} Missing: {'; '.join(res.missing)}."
         if stacked:
             lines.append(f"{label}  {_paint(status_text, str(res.status), colour)}")
-            lines.extend(textwrap.wrap(reason, width=width - 4, initial_indent="    ", subsequent_indent="    "))
+            lines.extend(textwrap.wrap(reason, width=width - 4, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False))
         else:
-            wrapped = textwrap.wrap(reason, width=reason_w) or [""]
+            wrapped = textwrap.wrap(reason, width=reason_w, break_on_hyphens=False) or [""]
             lines.append(f"{label.ljust(label_w)}  {status_cell}  {wrapped[0]}".rstrip())
             pad = " " * (label_w + status_w + 4)
             lines.extend(f"{pad}{more}" for more in wrapped[1:])
