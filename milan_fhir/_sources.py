@@ -134,8 +134,9 @@ def _ndjson_lines(lines: Iterable[bytes], file: str, problems: list[InputProblem
         for located in iter_bundle_or_resource(obj, problems, file, number):
             good += 1
             yield located
-        if len(problems) > before and not first_fault:
-            first_fault = f"line {number}: {problems[before].reason}"
+        if len(problems) > before:
+            bad += 1
+            first_fault = first_fault or f"line {number}: {problems[before].reason}"
     if bad and not good:
         raise InputError(f"no line is a FHIR resource; first fault at {first_fault}", file=file)
 

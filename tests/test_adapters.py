@@ -1,0 +1,523 @@
+"""Adapters: FHIR dicts -> facts, one rule of criteria.md §1/§3/§3a per test, on small hand-written resources."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from milan_fhir._adapters import AdaptStats, RawPrefilter, adapt_resource, build_records
+from milan_fhir._adapters._located import Located
+from milan_fhir._mappings import CODE_SECTIONS, default_mappings
+from milan_fhir.errors import ResourceError
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
+CPT = "http://www.ama-assn.org/go/cpt"
+UCUM = "http://unitsofmeasure.org"
+MILAN = "http://milan-fhir.org/fhir/CodeSystem/milan-net"
+MORPH_URL = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-histology-morphology-behavior"
+
+
+@pytest.fixture(scope="module")
+def m():
+    return default_mappings()
+
+
+def cc(system, code, display=None):
+    coding = {"system": system, "code": code}
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
+
+
+def obs(code, system=LOINC, *, id="o1", status="final", subject="Patient/p1", date="2025-03-01", **value):
+    r = {"resourceType": "Observation", "id": id, "status": status, "code": cc(system, code)}
+    if subject:
+        r["subject"] = {"reference": subject}
+    if date:
+        r["effectiveDateTime"] = date
+    r.update(value)
+    return r
+
+
+def ki67(**value):
+    return obs("29593-1", **value)
+
+
+def cond(system, code, *, id="c1", subject="Patient/p1", **extra):
+    r = {"resourceType": "Condition", "id": id, "code": cc(system, code), "subject": {"reference": subject}}
+    r.update(extra)
+    return r
+
+
+def proc(system, code, *, id="pr1", status="completed", **extra):
+    r = {"resourceType": "Procedure", "id": id, "status": status, "code": cc(system, code),
+         "subject": {"reference": "Patient/p1"}}
+    r.update(extra)
+    return r
+
+
+def morphology_ext(code):
+    return [{"url": MORPH_URL, "valueCodeableConcept": cc(ICDO3, code)}]
+
+
+def record_of(items, m, problems=None):
+    problems = [] if problems is None else problems
+    records = build_records(items, m, problems)
+    assert len(records) == 1, (records, problems)
+    return next(iter(records.values()))
+
+
+# ------------------------------------------------------------------------------------------------ Ki-67 values
+@pytest.mark.parametrize(
+    "value, percent, comparator",
+    [
+        ({"valueQuantity": {"value": 12, "unit": "%", "system": UCUM, "code": "%"}}, 12.0, None),
+        ({"valueQuantity": {"value": 0.12, "system": UCUM, "code": "1"}}, 12.0, None),
+        ({"valueQuantity": {"value": 7, "unit": "%"}}, 7.0, None),
+        ({"valueQuantity": {"value": 0.05, "unit": "1"}}, 5.0, None),
+        ({"valueQuantity": {"value": 2, "comparator": "<", "system": UCUM, "code": "%"}}, 2.0, "<"),
+        ({"valueString": "8%"}, 8.0, None),
+        ({"valueString": "8 %"}, 8.0, None),
+        ({"valueString": "<2%"}, 2.0, "<"),
+        ({"valueString": ">20%"}, 20.0, ">"),
+        ({"valueString": "≤ 3 %"}, 3.0, "<="),
+        ({"valueString": ">=15%"}, 15.0, ">="),
+        ({"valueString": "2.5%"}, 2.5, None),
+    ],
+)
+def test_ki67_value_forms(m, value, percent, comparator):
+    rec = record_of([ki67(**value)], m)
+    assert [(f.percent, f.comparator) for f in rec.ki67] == [(pytest.approx(percent), comparator)]
+    assert rec.ki67[0].source.reference == "Observation/o1"
+    assert "Ki-67" in rec.ki67[0].source.value
+    assert rec.inputs == {"Observation/o1": None}
+
+
+@pytest.mark.parametrize(
+    "value, field",
+    [
+        ({"valueQuantity": {"value": 12, "system": UCUM, "code": "mg"}}, "valueQuantity.code"),
+        ({"valueQuantity": {"value": 12, "unit": "percent"}}, "valueQuantity.code"),
+        ({"valueQuantity": {"value": 12, "system": "http://example.org/units", "code": "%"}}, "valueQuantity.code"),
+        ({"valueQuantity": {"value": 12, "system": UCUM, "code": "1"}}, "valueQuantity"),  # 1200 %
+        ({"valueString": "12"}, "valueString"),
+        ({"valueString": "high"}, "valueString"),
+        ({"valueBoolean": True}, "valueBoolean"),
+        ({}, "value[x]"),
+    ],
+)
+def test_ki67_unusable_values_are_reported_not_facts(m, value, field):
+    rec = record_of([ki67(**value)], m)
+    assert rec.ki67 == []
+    assert len(rec.unusable) == 1
+    u = rec.unusable[0]
+    assert (u.reference, u.concept, u.field) == ("Observation/o1", "ki67", field)
+    assert "Observation/o1" in rec.inputs  # it counts, its value does not
+
+
+@pytest.mark.parametrize("status", ["preliminary", "registered", "entered-in-error", "cancelled", "unknown"])
+def test_observation_status_not_final_is_ignored_with_reason(m, status):
+    rec = record_of([ki67(status=status, valueString="5%")], m)
+    assert rec.ki67 == []
+    assert [i.reference for i in rec.ignored] == ["Observation/o1"]
+    assert status in rec.ignored[0].reason
+    assert rec.inputs == {}
+
+
+@pytest.mark.parametrize("status", ["final", "amended", "corrected"])
+def test_observation_counting_statuses(m, status):
+    rec = record_of([ki67(status=status, valueString="5%")], m)
+    assert len(rec.ki67) == 1 and rec.ignored == []
+
+
+def test_alias_code_and_any_coding_matches(m):
+    r = ki67(valueString="4%")
+    r["code"] = {"coding": [{"system": "http://local", "code": "KI"}, {"system": LOINC, "code": "85330-9"}]}
+    rec = record_of([r], m)
+    assert rec.ki67[0].percent == 4
+
+
+def test_her2_code_is_not_ki67(m):
+    problems = []
+    records = build_records([obs("85319-2", valueString="5%")], m, problems)
+    assert records == {} and problems == []
+
+
+def test_profile_alone_does_not_make_a_resource_relevant(m):
+    r = obs("8867-4", valueQuantity={"value": 70, "unit": "/min"})
+    r["meta"] = {"profile": ["http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-tumor-marker-test"]}
+    stats = AdaptStats()
+    assert build_records([r], m, [], stats=stats) == {}
+    assert stats.irrelevant == 1
+
+
+# ------------------------------------------------------------------------------------------------ dates
+def test_datetime_with_offset_crossing_midnight_is_utc(m):
+    rec = record_of([ki67(date="2025-03-01T22:30:00-05:00", valueString="5%")], m)
+    assert rec.ki67[0].source.date == dt.date(2025, 3, 2)
+
+
+def test_observation_period_start_then_issued(m):
+    r = ki67(date=None, valueString="5%", effectivePeriod={"start": "2025-01-10", "end": "2025-02-10"})
+    r2 = ki67(id="o2", date=None, valueString="5%", issued="2025-04-01T10:00:00Z")
+    r3 = ki67(id="o3", date=None, valueString="5%")
+    rec = record_of([r, r2, r3], m)
+    assert [f.source.date for f in rec.ki67] == [dt.date(2025, 1, 10), dt.date(2025, 4, 1), None]
+
+
+def test_condition_onset_dates(m):
+    a = cond(ICD, "C7B.02", id="a", onsetPeriod={"start": "2024-05"}, recordedDate="2024-09-01")
+    b = cond(ICD, "C7B.02", id="b", onsetAge={"value": 50, "unit": "a", "system": UCUM, "code": "a"},
+             recordedDate="2024-09-01")
+    c = cond(ICD, "C7B.02", id="c", onsetString="childhood")
+    rec = record_of([a, b, c], m)
+    assert [f.source.date for f in rec.metastases] == [dt.date(2024, 5, 1), dt.date(2024, 9, 1), None]
+
+
+def test_procedure_period_end_else_start(m):
+    a = proc(CPT, "48150", id="a", performedPeriod={"start": "2023-01-01", "end": "2023-01-03"})
+    b = proc(CPT, "48150", id="b", performedPeriod={"start": "2023-02-01"})
+    rec = record_of([a, b], m)
+    assert [f.source.date for f in rec.procedures] == [dt.date(2023, 1, 3), dt.date(2023, 2, 1)]
+
+
+# ------------------------------------------------------------------------------------------------ patient, refs
+def test_partial_birth_date_and_version(m):
+    p = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "3"}, "birthDate": "1965",
+         "name": [{"family": "X"}]}
+    rec = record_of([p], m)
+    assert rec.demographics.birth_date.year == 1965 and rec.demographics.birth_date.month is None
+    assert rec.inputs == {"Patient/p1": "3"}
+    assert rec.demographics.source.version == "3"
+
+
+def test_patient_without_resource_still_gets_a_record(m):
+    rec = record_of([ki67(valueString="5%")], m)
+    assert rec.patient == "Patient/p1" and rec.demographics is None
+
+
+def test_urn_uuid_references_resolve_through_full_url(m):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:11111111-2222", "resource": {"resourceType": "Patient", "birthDate": "1970-01-02"}},
+        {"fullUrl": "urn:uuid:aaaa", "resource": ki67(id=None, subject="urn:uuid:11111111-2222", valueString="3%")},
+    ]}
+    del bundle["entry"][1]["resource"]["id"]
+    rec = record_of([bundle], m)
+    assert rec.patient == "Patient/11111111-2222"
+    assert rec.demographics is not None
+    assert rec.ki67[0].source.reference == "Observation/aaaa"
+
+
+@pytest.mark.parametrize(
+    "ref", ["Patient/p1", "http://x.org/fhir/Patient/p1", "https://x.org/fhir/Patient/p1/_history/4",
+            "Patient/p1/_history/2"],
+)
+def test_subject_reference_forms(m, ref):
+    rec = record_of([ki67(subject=ref, valueString="5%")], m)
+    assert rec.patient == "Patient/p1"
+
+
+def test_unresolvable_or_non_patient_subject_is_a_problem(m):
+    problems = []
+    records = build_records(
+        [ki67(id="a", subject="urn:uuid:nowhere", valueString="5%"),
+         ki67(id="b", subject="Group/g1", valueString="5%"),
+         ki67(id="c", subject=None, valueString="5%"),
+         ki67(id="d", valueString="5%")],
+        m, problems,
+    )
+    assert list(records) == ["Patient/p1"]
+    assert [(p.resource, p.field) for p in problems] == [
+        ("Observation/a", "subject"), ("Observation/b", "subject"), ("Observation/c", "subject")]
+
+
+def test_adapt_resource_streams_one_resource(m):
+    a = adapt_resource(ki67(subject="urn:uuid:x", valueString="5%"), m, resolve={"urn:uuid:x": "Patient/q"})
+    assert a.patient == "Patient/q" and a.reference == "Observation/o1" and a.concept == "ki67"
+    assert [name for name, _ in a.facts] == ["ki67"]
+    assert adapt_resource({"resourceType": "Encounter", "id": "e"}, m) is None
+
+
+def test_invalid_resource_is_reported_not_fatal(m):
+    bad = ki67(id="bad", valueQuantity={"value": "twelve", "system": UCUM, "code": "%"})
+    problems = []
+    located = [Located(bad, "in.ndjson", 7), Located(ki67(id="good", valueString="5%"), "in.ndjson", 8)]
+    rec = record_of(located, m, problems)
+    assert [f.source.reference for f in rec.ki67] == ["Observation/good"]
+    assert "Observation/bad" not in rec.inputs
+    [p] = problems
+    assert (p.file, p.line, p.resource, p.field) == ("in.ndjson", 7, "Observation/bad", "valueQuantity.value")
+    assert "in.ndjson:7" in str(p) and "Observation/bad" in str(p)
+
+
+def test_adapt_resource_raises_resource_error_for_invalid(m):
+    with pytest.raises(ResourceError) as info:
+        adapt_resource(ki67(date="2025-13-01", valueString="5%"), m)
+    assert info.value.field == "effectiveDateTime"
+
+
+def test_irrelevant_resources_are_not_validated_but_counted(m):
+    junk = {"resourceType": "Encounter", "id": "e1", "status": 12345}  # invalid, but irrelevant
+    stats = AdaptStats()
+    problems = []
+    assert build_records([junk, obs("8867-4", valueString="x")], m, problems, stats=stats) == {}
+    assert problems == [] and stats.irrelevant == 2
+
+
+def test_duplicate_resource_is_reported_once(m):
+    problems = []
+    rec = record_of([ki67(valueString="5%"), ki67(valueString="5%")], m, problems)
+    assert len(rec.ki67) == 1 and len(problems) == 1
+
+
+# ------------------------------------------------------------------------------------------------ other observations
+def test_liver_burden_fraction(m):
+    rec = record_of([obs("liver-tumor-burden", MILAN, valueQuantity={"value": 0.3, "system": UCUM, "code": "1"})], m)
+    assert rec.liver_burden[0].percent == pytest.approx(30)
+
+
+@pytest.mark.parametrize("code, trend", [("268910001", "improved"), ("359746009", "stable"), ("271299001", "worsened")])
+def test_disease_status(m, code, trend):
+    rec = record_of([obs("97509-4", valueCodeableConcept=cc(SNOMED, code))], m)
+    assert [f.trend for f in rec.disease_status] == [trend]
+
+
+def test_disease_status_undetermined_is_ignored(m):
+    rec = record_of([obs("97509-4", valueCodeableConcept=cc(SNOMED, "709137006"))], m)
+    assert rec.disease_status == [] and len(rec.ignored) == 1 and "undetermined" in rec.ignored[0].reason
+
+
+@pytest.mark.parametrize(
+    "value, present",
+    [({"valueBoolean": True}, True), ({"valueBoolean": False}, False),
+     ({"valueCodeableConcept": cc(SNOMED, "52101004")}, True), ({"valueCodeableConcept": cc(SNOMED, "2667000")}, False)],
+)
+def test_staging(m, value, present):
+    rec = record_of([obs("extrahepatic-disease", MILAN, **value)], m)
+    assert [f.present for f in rec.staging] == [present]
+
+
+@pytest.mark.parametrize(
+    "value, grade",
+    [({"valueCodeableConcept": cc(SNOMED, "1155708003")}, 1),
+     ({"valueCodeableConcept": cc(SNOMED, "1286893008")}, 2),
+     ({"valueCodeableConcept": cc(SNOMED, "1155707008")}, 3),
+     ({"valueCodeableConcept": {"text": "G2"}}, 2),
+     ({"valueString": "grade 1"}, 1),
+     ({"valueString": "G3"}, 3),
+     ({"valueString": "Grade II"}, 2)],
+)
+def test_grade_observation(m, value, grade):
+    rec = record_of([obs("21858-6", **value)], m)
+    assert [(g.grade, g.kind) for g in rec.grades] == [(grade, "grade")]
+
+
+def test_grade_observation_unreadable(m):
+    rec = record_of([obs("C18000", "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl", valueString="GX")], m)
+    assert rec.grades == [] and rec.unusable[0].concept == "histologic_grade"
+
+
+def test_liver_metastasis_count_and_largest(m):
+    count = obs("liver-metastasis-count", MILAN, id="n", valueInteger=2)
+    liver = {"coding": [{"system": SNOMED, "code": "10200004"}]}
+    size = obs("21889-1", id="s", valueQuantity={"value": 2.5, "system": UCUM, "code": "cm"}, bodySite=liver)
+    lung = obs("21889-1", id="s2", valueQuantity={"value": 40, "system": UCUM, "code": "mm"},
+               bodySite=cc(SNOMED, "39607008"))
+    rec = record_of([count, size, lung], m)
+    assert [c.count for c in rec.liver_metastasis_counts] == [2]
+    assert [s.mm for s in rec.largest_liver_metastasis] == [25.0]
+    assert [i.reference for i in rec.ignored] == ["Observation/s2"]
+
+
+# ------------------------------------------------------------------------------------------------ conditions
+def test_icd_without_dot_primary(m):
+    rec = record_of([cond(ICD, "C7A012")], m)
+    [p] = rec.primaries
+    assert (p.site, p.group, p.drainage, p.active) == ("ileum", "small_intestine", "portal", True)
+    assert rec.metastases == []
+
+
+@pytest.mark.parametrize("verification", ["refuted", "entered-in-error"])
+def test_condition_refuted_or_entered_in_error_never_counts(m, verification):
+    c = cond(ICD, "C7A.012", verificationStatus=cc(
+        "http://terminology.hl7.org/CodeSystem/condition-ver-status", verification))
+    rec = record_of([c], m)
+    assert rec.primaries == [] and rec.inputs == {}
+    assert verification in rec.ignored[0].reason
+
+
+@pytest.mark.parametrize("clinical, active", [("active", True), ("recurrence", True), ("inactive", False),
+                                               ("resolved", False), ("remission", False)])
+def test_condition_active(m, clinical, active):
+    c = cond(ICD, "C7B.03", clinicalStatus=cc("http://terminology.hl7.org/CodeSystem/condition-clinical", clinical))
+    rec = record_of([c], m)
+    assert [(x.location, x.active) for x in rec.metastases] == [("extrahepatic", active)]
+
+
+def test_rectum_primary_is_review_with_note(m):
+    [p] = record_of([cond(ICD, "C7A.026")], m).primaries
+    assert p.drainage == "review" and p.note
+
+
+def test_from_body_site_primary(m):
+    with_site = cond(ICD, "C7A.8", id="a", bodySite=[cc(SNOMED, "15776009")])
+    without = cond(ICD, "C7A.8", id="b")
+    rec = record_of([with_site, without], m)
+    assert [(p.site, p.drainage) for p in rec.primaries] == [("pancreas", "portal"), ("unreadable", "review")]
+
+
+def test_mcode_generic_cancer_with_morphology_and_body_site(m):
+    c = cond(SNOMED, "363346000", extension=morphology_ext("8240/3"), bodySite=[cc(SNOMED, "34516001")])
+    rec = record_of([c], m)
+    [p] = rec.primaries
+    assert (p.site, p.group, p.drainage) == ("ileum", "small_intestine", "portal")
+    assert [(g.grade, g.kind) for g in rec.grades] == [(1, "morphology")]
+
+
+def test_generic_cancer_without_site_is_unreadable(m):
+    c = cond(SNOMED, "363346000", extension=morphology_ext("8249/3"))
+    rec = record_of([c], m)
+    assert [p.site for p in rec.primaries] == ["unreadable"] and rec.grades == []
+
+
+def test_generic_cancer_without_net_morphology_is_not_a_primary(m):
+    plain = cond(SNOMED, "363346000", id="a")
+    adeno = cond(SNOMED, "363346000", id="b", extension=morphology_ext("8140/3"))
+    assert build_records([plain, adeno], m, []) == {}
+
+
+def test_pancreas_subsite_needs_morphology(m):
+    assert build_records([cond(ICD, "C25.0")], m, []) == {}
+    rec = record_of([cond(ICD, "C25.0", extension=morphology_ext("8246/3"))], m)
+    assert [p.site for p in rec.primaries] == ["pancreas_head"]
+    assert [(g.grade, g.kind) for g in rec.grades] == [(3, "morphology")]
+
+
+def test_morphology_code_in_condition_code(m):
+    c = {"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+         "code": {"coding": [{"system": ICD, "code": "C7A.092"}, {"system": SNOMED, "code": "1286770005"}]}}
+    rec = record_of([c], m)
+    assert [p.site for p in rec.primaries] == ["stomach"]
+    assert [(g.grade, g.kind) for g in rec.grades] == [(2, "morphology")]
+
+
+def test_unverified_morphology_is_flagged(m):
+    c = cond(SNOMED, "363346000", extension=morphology_ext("8151/3"), bodySite=[cc(SNOMED, "15776009")])
+    [p] = record_of([c], m).primaries
+    assert p.source.unverified_codes == ("ICD-O-3 8151/3",)
+
+
+def test_high_grade_diagnosis_from_inactive_condition(m):
+    c = cond(ICD, "C7A.1", clinicalStatus=cc("http://terminology.hl7.org/CodeSystem/condition-clinical", "resolved"))
+    rec = record_of([c], m)
+    assert [(g.grade, g.kind) for g in rec.grades] == [(3, "diagnosis")]
+    assert [(p.site, p.active) for p in rec.primaries] == [("unreadable", False)]
+
+
+@pytest.mark.parametrize(
+    "code, body, location, site",
+    [
+        ("C7B.02", None, "liver", "liver"),
+        ("C7B.03", None, "extrahepatic", "bone"),
+        ("C7B.00", None, "unspecified", None),
+        ("C7B.8", "39607008", "extrahepatic", "lung"),
+        ("C7B.00", "10200004", "liver", "liver"),
+    ],
+)
+def test_metastasis_sites(m, code, body, location, site):
+    extra = {"bodySite": [cc(SNOMED, body)]} if body else {}
+    [x] = record_of([cond(ICD, code, **extra)], m).metastases
+    assert (x.location, x.site) == (location, site)
+
+
+@pytest.mark.parametrize("body, location", [("10200004", "liver"), ("39607008", "extrahepatic"), (None, "unspecified")])
+def test_secondary_malignant_from_body_site(m, body, location):
+    extra = {"bodySite": [cc(SNOMED, body)]} if body else {}
+    rec = record_of([cond(SNOMED, "128462008", **extra)], m)
+    assert [x.location for x in rec.metastases] == [location]
+
+
+def test_metastasis_with_unmapped_body_site_is_unspecified_and_reported(m):
+    rec = record_of([cond(SNOMED, "128462008", bodySite=[cc(SNOMED, "123")])], m)
+    assert rec.metastases[0].location == "unspecified"
+    assert rec.unusable[0].field == "bodySite"
+
+
+def test_metastasis_with_morphology_is_also_grade_evidence(m):
+    rec = record_of([cond(ICD, "C7B.02", extension=morphology_ext("8246/3"))], m)
+    assert [x.location for x in rec.metastases] == ["liver"] and rec.primaries == []
+    assert [(g.grade, g.kind) for g in rec.grades] == [(3, "morphology")]
+
+
+# ------------------------------------------------------------------------------------------------ procedures
+def test_primary_resection_groups_and_reason(m):
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:c-1", "resource": cond(ICD, "C25.4", id="c-1")},
+        {"fullUrl": "urn:uuid:pr", "resource": proc(CPT, "48150", bodySite=[cc(SNOMED, "64163001")],
+                                                     reasonReference=[{"reference": "urn:uuid:c-1"}],
+                                                     performedDateTime="2023-05-01")},
+    ]}
+    rec = record_of([bundle], m)
+    [p] = rec.procedures
+    assert p.kind == "primary_resection"
+    assert p.code_groups == ("pancreas", "small_intestine")
+    assert p.body_site_groups == ("pancreas",)
+    assert p.reason_references == ("Condition/c-1",)
+    assert p.source.unverified_codes == ("CPT 48150",)
+
+
+@pytest.mark.parametrize("status", ["in-progress", "not-done", "entered-in-error", "stopped"])
+def test_procedure_not_completed_is_ignored(m, status):
+    rec = record_of([proc(CPT, "48150", status=status)], m)
+    assert rec.procedures == [] and status in rec.ignored[0].reason
+
+
+@pytest.mark.parametrize("code, kind", [("47120", "liver_resection_minor"), ("47130", "liver_resection_major"),
+                                         ("47135", "liver_transplant")])
+def test_liver_procedures(m, code, kind):
+    assert [p.kind for p in record_of([proc(CPT, code)], m).procedures] == [kind]
+
+
+# ------------------------------------------------------------------------------------------------ prefilter
+def _variants(entry):
+    yield entry.system, entry.code
+    if entry.system == ICD:
+        yield entry.system, entry.code.replace(".", "")
+        yield entry.system, entry.code.replace(".", "").lower()
+
+
+PREFILTER_SECTIONS = [s for s in CODE_SECTIONS if s not in ("body_sites",) and not s.endswith("_values")]
+
+
+def test_prefilter_never_rejects_a_mapped_code(m):
+    import orjson
+
+    pf = RawPrefilter(m)
+    checked = 0
+    for section in PREFILTER_SECTIONS:
+        for entry in m.codes_of(section):
+            for system, code in _variants(entry):
+                for rtype in ("Observation", "Condition", "Procedure"):
+                    res = {"resourceType": rtype, "id": "x", "code": {"coding": [{"system": system, "code": code}]}}
+                    assert pf.wants(orjson.dumps(res)), (section, code, rtype)
+                    spaced = orjson.dumps(res, option=orjson.OPT_INDENT_2).replace(b"\n", b"")
+                    assert pf.wants(spaced), (section, code, rtype)
+                    checked += 1
+    assert checked > 300
+
+
+def test_prefilter_agrees_with_adapters_on_relevance(m):
+    import orjson
+
+    pf = RawPrefilter(m)
+    relevant = [ki67(valueString="5%"), cond(SNOMED, "363346000", extension=morphology_ext("8240/3")),
+                {"resourceType": "Patient", "id": "p"}]
+    for r in relevant:
+        assert adapt_resource(r, m) is not None
+        assert pf.wants(orjson.dumps(r))
+    assert not pf.wants(orjson.dumps({"resourceType": "Encounter", "id": "e", "subject": {"reference": "Patient/p"}}))
+    assert not pf.wants(orjson.dumps(obs("8867-4", valueQuantity={"value": 70})))

@@ -1,0 +1,154 @@
+"""Sources: files, folders, NDJSON, .gz; whole-file faults raise InputError, one bad line is a problem."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from milan_fhir._sources import InputProblem, Located, read_path, read_resources
+from milan_fhir.errors import InputError
+
+PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1970"}
+OBS = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+       "subject": {"reference": "Patient/p1"}}
+BUNDLE = {"resourceType": "Bundle", "type": "collection",
+          "entry": [{"fullUrl": "urn:uuid:1", "resource": PATIENT}, {"resource": OBS}]}
+
+
+def read(path):
+    problems: list[InputProblem] = []
+    return list(read_path(path, problems)), problems
+
+
+def test_bundle_file(tmp_path):
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps(BUNDLE))
+    items, problems = read(f)
+    assert [(i.resource["id"], i.line, i.full_url) for i in items] == [("p1", 0, "urn:uuid:1"), ("o1", 1, None)]
+    assert all(i.file == str(f) for i in items) and problems == []
+
+
+def test_single_resource_file(tmp_path):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(PATIENT))
+    items, _ = read(f)
+    assert [i.resource for i in items] == [PATIENT]
+
+
+def test_bundle_entry_without_resource_is_a_problem(tmp_path):
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps({"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:x"}, {"resource": OBS}]}))
+    items, problems = read(f)
+    assert [i.resource["id"] for i in items] == ["o1"]
+    assert [(p.line, p.field) for p in problems] == [(0, "entry[0]")]
+
+
+def test_ndjson_with_one_bad_line_goes_on(tmp_path):
+    f = tmp_path / "data.ndjson"
+    f.write_text(json.dumps(PATIENT) + "\n{not json\n\n" + json.dumps({"id": "no-type"}) + "\n" + json.dumps(OBS) + "\n")
+    items, problems = read(f)
+    assert [(i.resource["id"], i.line) for i in items] == [("p1", 1), ("o1", 5)]
+    assert [p.line for p in problems] == [2, 4]
+    assert "not valid JSON" in problems[0].reason and "resourceType" in problems[1].reason
+    assert str(problems[0]).startswith(f"{f}:2")
+    assert "\n" not in str(problems[0])
+
+
+def test_gz_variants(tmp_path):
+    nd = tmp_path / "a.ndjson.gz"
+    with gzip.open(nd, "wt") as fh:
+        fh.write(json.dumps(PATIENT) + "\n" + json.dumps(OBS) + "\n")
+    js = tmp_path / "b.json.gz"
+    with gzip.open(js, "wt") as fh:
+        fh.write(json.dumps(BUNDLE))
+    assert [i.resource["id"] for i in read(nd)[0]] == ["p1", "o1"]
+    assert [i.resource["id"] for i in read(js)[0]] == ["p1", "o1"]
+
+
+def test_bad_gzip_is_an_input_error(tmp_path):
+    f = tmp_path / "x.json.gz"
+    f.write_bytes(b"not gzip at all")
+    with pytest.raises(InputError, match="gzip") as info:
+        read(f)
+    assert info.value.file == str(f)
+
+
+def test_folder_reads_fhir_files_only(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(PATIENT))
+    (tmp_path / "b.ndjson").write_text(json.dumps(OBS) + "\n")
+    (tmp_path / "a.expected.yaml").write_text("verdict: eligible\n")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "sub").mkdir()
+    items, problems = read(tmp_path)
+    assert [i.resource["id"] for i in items] == ["p1", "o1"] and problems == []
+
+
+def test_empty_folder_is_an_input_error(tmp_path):
+    (tmp_path / "readme.md").write_text("x")
+    with pytest.raises(InputError, match="no FHIR files") as info:
+        read(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such file") as info:
+        read(tmp_path / "nope.json")
+    assert "nope.json" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_invalid_json_file_is_an_input_error(tmp_path):
+    f = tmp_path / "bad.json"
+    f.write_text('{"resourceType": "Bundle", ')
+    with pytest.raises(InputError, match="not valid JSON") as info:
+        read(f)
+    assert str(f) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content", ['{"hello": 1}', "[1, 2]", '"text"'])
+def test_json_that_is_not_fhir_is_an_input_error(tmp_path, content):
+    f = tmp_path / "x.json"
+    f.write_text(content)
+    with pytest.raises(InputError, match="not FHIR") as info:
+        read(f)
+    assert info.value.file == str(f)
+
+
+def test_ndjson_where_no_line_is_fhir_is_an_input_error(tmp_path):
+    f = tmp_path / "x.ndjson"
+    f.write_text("{\n  \"resourceType\": \"Patient\"\n}\n")
+    with pytest.raises(InputError, match="no line"):
+        read(f)
+
+
+def test_ndjson_named_json_is_read_as_ndjson(tmp_path):
+    f = tmp_path / "export.json"
+    f.write_text(json.dumps(PATIENT) + "\n" + json.dumps(OBS) + "\n")
+    assert [i.resource["id"] for i in read(f)[0]] == ["p1", "o1"]
+
+
+def test_read_resources_in_memory():
+    assert [i.resource["id"] for i in read_resources(BUNDLE)] == ["p1", "o1"]
+    assert [i.resource["id"] for i in read_resources([PATIENT, OBS])] == ["p1", "o1"]
+    assert [i.resource["id"] for i in read_resources(json.dumps(PATIENT))] == ["p1"]
+    problems = []
+    assert [i.resource["id"] for i in read_resources([{"x": 1}, OBS], problems)] == ["o1"]
+    assert len(problems) == 1
+    with pytest.raises(InputError):
+        list(read_resources([{"x": 1}]))
+    with pytest.raises(InputError):
+        list(read_resources({"x": 1}))
+
+
+def test_located_is_slotted():
+    loc = Located({"resourceType": "Patient"}, "f", 1, None)
+    with pytest.raises(AttributeError):
+        loc.other = 1
+
+
+def test_ndjson_of_json_objects_without_resource_type_is_an_input_error(tmp_path):
+    f = tmp_path / "x.ndjson"
+    f.write_text('{"a": 1}\n{"b": 2}\n')
+    with pytest.raises(InputError, match="no line is a FHIR resource; first fault at line 1"):
+        read(f)
