@@ -7,7 +7,6 @@ from builders import (
     burden,
     grade,
     ki67,
-    metastasis,
     patient,
     primary,
     record,

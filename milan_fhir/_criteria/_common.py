@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 
 from .._dates import minus_months
-from .._domain import Comparator, CriterionResult, PatientRecord, RuleSet, Source, Status, Unusable
+from .._domain import Comparator, CriterionResult, PatientRecord, Source, Status, Unusable
 
 __all__ = [
     "counts_existence",
@@ -21,6 +21,7 @@ __all__ = [
     "fmt_value",
     "decides_high",
     "unusable_of",
+    "valid_percent",
     "unusable_clause",
     "undated_clause",
     "result",
@@ -86,6 +87,11 @@ def decides_high(value: float, comparator: Comparator | None, threshold: float, 
             return True
         return None
     return None  # pragma: no cover - Comparator is a closed Literal
+
+
+def valid_percent(value: float) -> bool:
+    """A percentage the criteria can use: a number (not NaN) that is not negative."""
+    return not math.isnan(value) and value >= 0
 
 
 def unusable_of(record: PatientRecord, concepts: Iterable[str]) -> list[Unusable]:
@@ -163,7 +169,3 @@ def result(
     if status is not Status.INDETERMINATE:
         miss = ()
     return CriterionResult(name=name, status=status, reason=text, evidence=ev, missing=miss)
-
-
-def rule_label(rules: RuleSet) -> str:
-    return rules.name

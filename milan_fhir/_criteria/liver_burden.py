@@ -6,7 +6,6 @@ The most recent dated measurement on or before ``as_of`` decides (criteria.md §
 
 from __future__ import annotations
 
-import math
 from datetime import date
 
 from .._domain import CriterionResult, LiverBurdenFact, PatientRecord, RuleSet, Status
@@ -21,6 +20,7 @@ from ._common import (
     undated_clause,
     unusable_clause,
     unusable_of,
+    valid_percent,
 )
 
 NAME = "liver_burden"
@@ -38,16 +38,16 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
     limit = rules.liver_burden_limit_percent
     # High means "does not meet": at or above the limit (strict rule), or above it (inclusive rule).
     high_inclusive = not rules.liver_burden_inclusive
-    dated = [f for f in record.liver_burden if counts_recency(f.source, as_of) and not math.isnan(f.percent)]
+    dated = [f for f in record.liver_burden if counts_recency(f.source, as_of) and valid_percent(f.percent)]
     undated = [f.source for f in record.liver_burden if f.source.date is None]
     notes = [
         unusable_clause(unusable_of(record, ("liver_burden",))),
         undated_clause(undated, "measurements"),
     ]
     not_numbers = [f.source.reference for f in record.liver_burden
-                   if counts_existence(f.source, as_of) and math.isnan(f.percent)]
+                   if counts_existence(f.source, as_of) and not valid_percent(f.percent)]
     if not_numbers:
-        notes.append("values that are not numbers not used: " + ", ".join(not_numbers))
+        notes.append("values that are not valid percentages not used: " + ", ".join(not_numbers))
     comparison = (
         f"{'at most' if rules.liver_burden_inclusive else 'below'} the {fmt_pct(limit)} % limit of {rules.name}"
     )

@@ -9,11 +9,10 @@ Rule-set mode ``grade``: G1 or G2 meet, G3 or carcinoma do not; Ki-67 is turned 
 
 from __future__ import annotations
 
-import math
 from datetime import date
 
 from .._domain import CriterionResult, GradeFact, Ki67Fact, PatientRecord, RuleSet, Source, Status
-from ._common import cite, counts_existence, decides_high, fmt_pct, fmt_value, result, unusable_clause, unusable_of
+from ._common import cite, counts_existence, decides_high, fmt_pct, fmt_value, result, unusable_clause, unusable_of, valid_percent
 
 NAME = "low_grade"
 _CONCEPTS = ("ki67", "histologic_grade", "grade")
@@ -37,11 +36,11 @@ def _highest(values: list[Ki67Fact]) -> Ki67Fact:
 def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionResult:
     grades = [g for g in record.grades if counts_existence(g.source, as_of)]
     ki67_all = [k for k in record.ki67 if counts_existence(k.source, as_of)]
-    ki67 = [k for k in ki67_all if not math.isnan(k.percent)]
+    ki67 = [k for k in ki67_all if valid_percent(k.percent)]
     notes = [unusable_clause(unusable_of(record, _CONCEPTS))]
     if len(ki67) < len(ki67_all):
-        notes.append("Ki-67 values that are not numbers not used: " + ", ".join(
-            k.source.reference for k in ki67_all if math.isnan(k.percent)))
+        notes.append("Ki-67 values that are not valid percentages not used: " + ", ".join(
+            k.source.reference for k in ki67_all if not valid_percent(k.percent)))
 
     grade_mode = rules.low_grade_mode == "grade"
     g1_max, g2_max = rules.grade_ki67_cutoffs
