@@ -521,3 +521,31 @@ def test_prefilter_agrees_with_adapters_on_relevance(m):
         assert pf.wants(orjson.dumps(r))
     assert not pf.wants(orjson.dumps({"resourceType": "Encounter", "id": "e", "subject": {"reference": "Patient/p"}}))
     assert not pf.wants(orjson.dumps(obs("8867-4", valueQuantity={"value": 70})))
+
+
+def test_tumour_size_with_focus_on_a_liver_metastasis(m):
+    size = obs("33728-7", id="s", valueQuantity={"value": 18, "system": UCUM, "code": "mm"},
+               focus=[{"reference": "Condition/met"}])
+    other = obs("33728-7", id="t", valueQuantity={"value": 50, "system": UCUM, "code": "mm"},
+                focus=[{"reference": "Condition/bone"}])
+    rec = record_of([size, other, cond(ICD, "C7B.02", id="met"), cond(ICD, "C7B.03", id="bone")], m)
+    assert [(f.mm, f.source.reference) for f in rec.largest_liver_metastasis] == [(18.0, "Observation/s")]
+    assert "Observation/s" in rec.inputs and "Observation/t" not in rec.inputs
+    assert [i.reference for i in rec.ignored] == ["Observation/t"]
+
+
+def test_build_records_for_one_patient_ignores_other_subjects(m):
+    rec = build_records([ki67(id="a", valueString="5%"), ki67(id="b", subject="Patient/other", valueString="50%")],
+                        m, [], patient="Patient/p1")
+    assert list(rec) == ["Patient/p1"]
+    r = rec["Patient/p1"]
+    assert [f.source.reference for f in r.ki67] == ["Observation/a"]
+    assert [i.reference for i in r.ignored] == ["Observation/b"] and "Patient/other" in r.ignored[0].reason
+    assert "Observation/b" not in r.inputs
+
+
+def test_problem_text_names_bundle_entry(m):
+    bad = ki67(id="bad", valueQuantity={"value": "x"})
+    problems = []
+    build_records([Located(bad, "bundle.json", 3, None)], m, problems)
+    assert str(problems[0]).startswith("bundle.json entry 3, Observation/bad, field valueQuantity.value: ")

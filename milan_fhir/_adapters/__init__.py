@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
-from .._domain import PatientRecord
+from .._domain import Ignored, PatientRecord
 from .._mappings import Mappings
 from ..errors import InputError, ResourceError
 from . import _condition, _observation, _patient, _procedure
-from ._common import Adapted, Ctx, version_of
+from ._common import Adapted, Ctx, settle_pending, version_of
 from ._located import InputProblem, Located, iter_bundle_or_resource, resource_key
 from ._prefilter import RawPrefilter
 from ._validate import validation_fault
@@ -35,6 +35,7 @@ __all__ = [
     "build_records",
     "classify",
     "full_url_map",
+    "settle_pending",
 ]
 
 #: Resource types the rules read; every other type is irrelevant (skipped, counted in AdaptStats.irrelevant).
@@ -116,10 +117,16 @@ def build_records(
     problems: list[InputProblem],
     *,
     stats: AdaptStats | None = None,
+    patient: str | None = None,
 ) -> dict[str, PatientRecord]:
-    """One record per patient from many resources; a Bundle's ``fullUrl``s resolve references within it."""
+    """One record per patient from many resources; a Bundle's ``fullUrl``s resolve references within it.
+
+    With ``patient`` (``Patient/id``), only that patient's record is built: a resource about anyone else is put
+    in its ``ignored`` list with the reason (criteria.md §1: data of another subject never counts).
+    """
     stats = stats if stats is not None else AdaptStats()
     records: dict[str, PatientRecord] = {}
+    pending: dict[str, list[Adapted]] = {}
     for scope in _scopes(items, problems):
         resolver = make_resolver(full_url_map(scope))
         for loc in scope:
@@ -127,6 +134,8 @@ def build_records(
             adapted = _adapt_reported(loc, mappings, resolver, problems, stats)
             if adapted is None:
                 continue
+            if patient is not None and adapted.patient != patient:
+                adapted = _other_subject(adapted, patient)
             record = records.get(adapted.patient)
             if record is None:
                 record = records[adapted.patient] = PatientRecord(patient=adapted.patient)
@@ -137,10 +146,14 @@ def build_records(
                 )
                 continue
             adapted.apply(record)
+            if adapted.pending:
+                pending.setdefault(adapted.patient, []).append(adapted)
             if adapted.counted:
                 stats.counted += 1
             else:
                 stats.ignored += 1
+    for key, waiting in pending.items():
+        settle_pending(records[key], waiting)
     return records
 
 
@@ -209,6 +222,14 @@ def _subject(resource: dict[str, Any], resolve: Any, file: str | None, line: int
     if not target.startswith("Patient/"):
         raise ResourceError(f"subject is {target}, not a Patient", file=file, line=line, resource=reference, field="subject")
     return target
+
+
+def _other_subject(adapted: Adapted, patient: str) -> Adapted:
+    """The resource as an ignored entry of ``patient``'s record: its subject is someone else."""
+    out = Adapted(patient=patient, reference=adapted.reference, version=adapted.version, concept=adapted.concept,
+                  counted=False)
+    out.ignored.append(Ignored(reference=adapted.reference, reason=f"its subject is {adapted.patient}, not {patient}"))
+    return out
 
 
 def _concept(rtype: str, kind: Any) -> str:

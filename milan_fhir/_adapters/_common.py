@@ -10,7 +10,7 @@ from .._domain import Ignored, PatientRecord, Source, Unusable
 from .._mappings import Mappings
 from ._values import Resolver
 
-__all__ = ["Adapted", "Ctx", "version_of"]
+__all__ = ["Adapted", "Ctx", "version_of", "settle_pending"]
 
 
 @dataclass(slots=True)
@@ -29,9 +29,12 @@ class Adapted:
     ignored: list[Ignored] = field(default_factory=list)
     unusable: list[Unusable] = field(default_factory=list)
     counted: bool = True
+    #: facts that count only if the record holds a liver metastasis Condition among the references
+    #: (a tumour size whose ``focus`` is a Condition): settled by :func:`settle_pending` once all is read
+    pending: list[tuple[str, Any, tuple[str, ...]]] = field(default_factory=list)
 
     def apply(self, record: PatientRecord) -> None:
-        """Add everything to ``record`` (which must be this patient's)."""
+        """Add everything to ``record`` (which must be this patient's); ``pending`` facts are not added."""
         for name, fact in self.facts:
             if name == "demographics":
                 record.demographics = fact
@@ -39,8 +42,21 @@ class Adapted:
                 getattr(record, name).append(fact)
         record.ignored.extend(self.ignored)
         record.unusable.extend(self.unusable)
-        if self.counted:
+        if self.counted and not self.pending:
             record.inputs[self.reference] = self.version
+
+
+def settle_pending(record: PatientRecord, pending: list[Adapted]) -> None:
+    """Add the pending facts whose focus is a liver metastasis of ``record``; the others go to ``ignored``."""
+    liver = {m.source.reference for m in record.metastases if m.location == "liver"}
+    for adapted in pending:
+        for name, fact, focus in adapted.pending:
+            if liver.intersection(focus):
+                getattr(record, name).append(fact)
+                record.inputs[adapted.reference] = adapted.version
+            else:
+                reason = f"its focus ({', '.join(focus)}) is not a liver metastasis Condition of this patient"
+                record.ignored.append(Ignored(reference=adapted.reference, reason=reason))
 
 
 @dataclass(slots=True)

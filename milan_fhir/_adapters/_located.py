@@ -13,6 +13,8 @@ from ..errors import InputError
 
 __all__ = ["Located", "InputProblem", "resource_key", "iter_bundle_or_resource"]
 
+_LINE_FILES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
+
 
 @dataclass(slots=True)
 class Located:
@@ -36,7 +38,9 @@ class InputProblem:
 
     def __str__(self) -> str:
         where = []
-        if self.file:
+        if self.file and self.line is not None and not self.file.lower().endswith(_LINE_FILES):
+            where.append(f"{self.file} entry {self.line}")  # a Bundle entry index, not a line
+        elif self.file:
             where.append(f"{self.file}:{self.line}" if self.line is not None else self.file)
         elif self.line is not None:
             where.append(f"item {self.line}")

@@ -17,7 +17,7 @@ from .._domain import (
 )
 from .._mappings import CodeEntry, Mappings
 from ._common import Ctx
-from ._values import codings, codings_of_all, first_date, number_text, period_part, read_length_mm, read_percent, unverified
+from ._values import codings, codings_of_all, first_date, number_text, period_part, read_length_mm, read_percent, resolve_reference, unverified
 
 __all__ = ["CONCEPTS", "classify", "adapt", "clinical_date", "parse_grade_text"]
 
@@ -172,15 +172,31 @@ def _count(ctx: Ctx, entry: CodeEntry, when: date | None) -> None:
 def _largest(ctx: Ctx, entry: CodeEntry, when: date | None) -> None:
     obs = ctx.resource
     site = ctx.mappings.match_any("body_sites", codings_of_all(obs.get("bodySite")))
-    if site is None or site.site != "liver":
-        ctx.ignore("tumour size without a bodySite on the liver is not a liver metastasis size")
+    on_liver = site is not None and site.site == "liver"
+    focus = _condition_focus(ctx)
+    if not on_liver and not focus:
+        ctx.ignore("tumour size with neither a bodySite on the liver nor a focus on a liver metastasis")
         return
     mm, field, problem = read_length_mm(obs)
     if problem:
         ctx.unusable("largest_liver_metastasis", field, f"tumour size: {problem}")
         return
-    src = ctx.source(f"largest liver metastasis {number_text(mm)} mm", when, unverified(entry, site))
-    ctx.add("largest_liver_metastasis", LesionSizeFact(mm=mm, source=src))
+    src = ctx.source(f"largest liver metastasis {number_text(mm)} mm", when, unverified(entry, site if on_liver else None))
+    fact = LesionSizeFact(mm=mm, source=src)
+    if on_liver:
+        ctx.add("largest_liver_metastasis", fact)
+    else:
+        ctx.out.pending.append(("largest_liver_metastasis", fact, focus))
+
+
+def _condition_focus(ctx: Ctx) -> tuple[str, ...]:
+    """The Conditions an Observation's ``focus`` names (resolved to ``Condition/id``)."""
+    out = []
+    for ref in ctx.resource.get("focus") or []:
+        target = resolve_reference(ref, ctx.resolve)
+        if target and target.startswith("Condition/"):
+            out.append(target)
+    return tuple(out)
 
 
 _READERS = {
