@@ -1,7 +1,7 @@
 from datetime import date
 
 import pytest
-from builders import AS_OF, PATIENT, patient, record, rules
+from builders import AS_OF, PATIENT, patient, record, rules, unusable
 
 from milan_fhir._criteria.age import evaluate
 from milan_fhir._domain import PartialDate, Status
@@ -76,6 +76,12 @@ def test_no_birth_date():
     res = run(None)
     assert res.status is Status.INDETERMINATE
     assert "birthDate" in res.missing[0]
+
+
+def test_unreadable_birth_date_reported():
+    rec = record(demographics=patient(None), unusable=[unusable(PATIENT, "age", "birthDate", "birthDate '1965-13' is not a date")])
+    res = evaluate(rec, rules(), AS_OF)
+    assert res.status is Status.INDETERMINATE and "1965-13" in res.reason
 
 
 def test_birth_after_as_of_is_indeterminate():

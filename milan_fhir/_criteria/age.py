@@ -6,7 +6,7 @@ from datetime import date
 
 from .._dates import whole_years
 from .._domain import CriterionResult, PatientRecord, RuleSet, Status
-from ._common import result
+from ._common import result, unusable_clause, unusable_of
 
 NAME = "age"
 _MISSING = "the patient's date of birth (Patient.birthDate)"
@@ -28,9 +28,10 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
         return result(
             NAME,
             Status.INDETERMINATE,
-            f"{src.reference} has no birthDate, so the age is not known",
+            f"{src.reference} has no usable birthDate, so the age is not known",
             evidence=(src,),
             missing=(_MISSING,),
+            notes=[unusable_clause(unusable_of(record, ("age", "birth_date")))],
         )
     try:
         earliest, latest = born.earliest(), born.latest()

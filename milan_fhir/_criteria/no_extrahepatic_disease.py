@@ -51,7 +51,7 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
         return result(NAME, Status.NOT_MET, reason[0].upper() + reason[1:], evidence)
 
     notes = [
-        unusable_clause(unusable_of(record, ("extrahepatic_staging", "staging"))),
+        unusable_clause(unusable_of(record, ("extrahepatic_staging", "staging", "metastasis"))),
         undated_clause([s.source for s in record.staging if s.source.date is None], "staging observations"),
     ]
     window_start = months_back(as_of, window)
