@@ -137,3 +137,10 @@ def test_milan_2007_grades():
     assert run("milan-2007", ki67=[ki67(5, comparator=">")]).status is Status.INDETERMINATE
     assert run("milan-2007", ki67=[ki67(12, comparator="<")]).status is Status.MET
     assert run("milan-2007", ki67=[ki67(20, comparator=">")]).status is Status.NOT_MET
+
+
+def test_milan_2007_reason_names_derived_grade():
+    assert "grade G1" in run("milan-2007", ki67=[ki67(2, comparator="<")]).reason
+    assert "grade G1" in run("milan-2007", ki67=[ki67(2.9)]).reason
+    assert "grade G2" in run("milan-2007", ki67=[ki67(3)]).reason
+    assert "G1 or G2" in run("milan-2007", ki67=[ki67(12, comparator="<")]).reason

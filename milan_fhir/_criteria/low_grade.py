@@ -99,7 +99,7 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
             )
         top = _highest(ki67)
         if grade_mode:
-            if top.comparator is None and top.percent < g1_max:
+            if all(decides_high(k.percent, k.comparator, g1_max, True) is False for k in ki67):
                 derived = f"grade G1 (below {fmt_pct(g1_max)} %)"
             elif top.comparator is None:
                 derived = f"grade G2 ({fmt_pct(g1_max)} to {fmt_pct(g2_max)} %)"
