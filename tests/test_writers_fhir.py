@@ -102,6 +102,23 @@ def test_fingerprint_changes_only_with_inputs(mappings):
     assert fhir.read_fingerprint(ra) == fp
 
 
+def test_fingerprint_ignores_the_as_of_date_quoted_in_reasons(mappings):
+    from milan_fhir._domain import CriterionResult
+
+    def with_age_reason(day: dt.date, years: int):
+        ev = evaluation(as_of=day)
+        crit = dict(ev.criteria)
+        crit["age"] = CriterionResult(
+            name="age", status=Status.MET, reason=f"Age {years} years on {day.isoformat()} (Patient/p1).",
+            evidence=crit["age"].evidence,
+        )
+        return ev.model_copy(update={"criteria": crit})
+
+    today = fhir.fingerprint(with_age_reason(dt.date(2026, 1, 15), 55), mappings)
+    assert fhir.fingerprint(with_age_reason(dt.date(2026, 1, 16), 55), mappings) == today
+    assert fhir.fingerprint(with_age_reason(dt.date(2026, 5, 3), 56), mappings) != today  # a birthday changes it
+
+
 def test_fingerprint_follows_mapping_content(mappings):
     import copy
 

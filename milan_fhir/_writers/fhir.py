@@ -103,14 +103,16 @@ def _inputs(ev: Evaluation) -> dict[str, str | None]:
 def fingerprint(ev: Evaluation, mappings: Mappings) -> str:
     """``sha256:<hex>`` over the inputs (reference and version), the mappings, the rule set and the results.
 
-    The as-of date is deliberately left out: an unchanged patient re-evaluated tomorrow gives the same fingerprint
-    (unless a result's reason changes with the date).
+    The as-of date is deliberately left out, and masked where a reason quotes it ("Age 53 years on 2026-01-15"):
+    an unchanged patient re-evaluated tomorrow gives the same fingerprint, so a re-run writes nothing (criteria.md
+    §5). A result that changes with time alone (a status, or the age in years) still changes it.
     """
     h = hashlib.sha256()
 
     def line(*parts: object) -> None:
         h.update(("\x1f".join("" if p is None else str(p) for p in parts) + "\n").encode())
 
+    as_of = ev.as_of.isoformat()
     line("patient", ev.patient)
     for ref, version in sorted(_inputs(ev).items()):
         line("input", ref, version)
@@ -119,7 +121,7 @@ def fingerprint(ev: Evaluation, mappings: Mappings) -> str:
     line("rule_set", ev.rule_set, ev.rule_set_version)
     for name in _criterion_names(ev):
         res = ev.criteria[name]
-        line("criterion", name, str(res.status), res.reason)
+        line("criterion", name, str(res.status), res.reason.replace(as_of, "<as_of>"))
     return f"sha256:{h.hexdigest()}"
 
 
