@@ -255,11 +255,15 @@ def _pct(v: float) -> dict[str, Any]:
     return {"valueQuantity": {"value": v, "unit": "%", "system": UCUM, "code": "%"}}
 
 
-def net_resources(g: Gen, pid: str) -> list[dict[str, Any]]:
-    """The resources the rules read for one NET patient, in a varied (seeded) clinical state."""
+def net_resources(g: Gen, pid: str, good: bool) -> list[dict[str, Any]]:
+    """The resources the rules read for one NET patient, in a varied (seeded) clinical state.
+
+    ``good``: built to be within Milan (portal primary resected, low Ki-67, small burden, stable for 9-12
+    months, recent negative staging); otherwise every element is drawn at random and any criterion may fail.
+    """
     r = g.rng
     out: list[dict[str, Any]] = []
-    code, disp, cpt, cpt_disp = r.choices(PRIMARIES, PRIMARY_WEIGHTS)[0]
+    code, disp, cpt, cpt_disp = r.choices(PRIMARIES[:6] if good else PRIMARIES, PRIMARY_WEIGHTS[:6] if good else PRIMARY_WEIGHTS)[0]
     diag = g.day(1400, 500)
     prim_id = f"{pid}-primary"
     out.append({
@@ -278,7 +282,7 @@ def net_resources(g: Gen, pid: str) -> list[dict[str, Any]]:
         "code": _cc(ICD10, "C7B.02", "Secondary carcinoid tumors of liver"), "subject": {"reference": f"Patient/{pid}"},
         "onsetDateTime": (diag + dt.timedelta(days=r.randint(0, 60))).isoformat(),
     })
-    if r.random() < 0.12:  # extrahepatic metastasis
+    if not good and r.random() < 0.12:  # extrahepatic metastasis
         out.append({
             "resourceType": "Condition", "id": f"{pid}-bone", "meta": _meta(g, diag),
             "clinicalStatus": {"coding": [{"system": COND_CLIN, "code": "active"}]},
@@ -286,35 +290,39 @@ def net_resources(g: Gen, pid: str) -> list[dict[str, Any]]:
             "code": _cc(ICD10, "C7B.03", "Secondary carcinoid tumors of bone"), "subject": {"reference": f"Patient/{pid}"},
             "onsetDateTime": g.day(300, 30).isoformat(),
         })
-    if cpt and r.random() < 0.8:
+    if cpt and (good or r.random() < 0.8):
         out.append({
             "resourceType": "Procedure", "id": f"{pid}-resection", "meta": _meta(g, diag), "status": "completed",
             "code": _cc(CPT, cpt, cpt_disp), "subject": {"reference": f"Patient/{pid}"},
             "performedDateTime": (diag + dt.timedelta(days=r.randint(20, 90))).isoformat(),
             "reasonReference": [{"reference": f"Condition/{prim_id}"}],
         })
-    if r.random() < 0.9:  # Ki-67
-        k = r.choice([1, 2, 3, 4, 5, 6, 8, 9, 12, 15, 22])
+    if good or r.random() < 0.9:  # Ki-67
+        k = r.choice([1, 2, 3, 4, 5, 6, 8, 9] if good else [1, 2, 3, 4, 5, 6, 8, 9, 12, 15, 22])
         value = _pct(float(k)) if r.random() < 0.8 else {"valueString": f"{k}%" if k > 2 else "<2%"}
         out.append(_obs(g, pid, f"{pid}-ki67", diag + dt.timedelta(days=10),
                         (LOINC, "29593-1", "Ki-67 nuclear Ag [Presence] in Tissue by Immune stain"), **value))
     elif r.random() < 0.6:
         out.append(_obs(g, pid, f"{pid}-grade", diag + dt.timedelta(days=10), (LOINC, "21858-6", "Grade Cancer"),
                         valueCodeableConcept=_cc(SNOMED, r.choice(["1155708003", "1286893008"]), "grade")))
-    if r.random() < 0.9:  # liver burden
+    if good or r.random() < 0.9:  # liver burden
+        burden = r.choice([5, 10, 15, 20, 25, 30, 35, 40, 45] if good else [5, 10, 20, 30, 40, 45, 55, 60, 70])
         out.append(_obs(g, pid, f"{pid}-burden", g.day(200, 20),
                         (MILAN, "liver-tumor-burden", "Percentage of total liver volume involved by metastases"),
-                        **_pct(float(r.choice([5, 10, 15, 20, 25, 30, 35, 40, 45, 55, 60, 70])))))
-    n_status = r.choice([0, 1, 2, 3, 4, 5])
+                        **_pct(float(burden))))
     trends = [("268910001", "improved"), ("359746009", "stable"), ("271299001", "worsened")]
-    start = r.randint(30, 400)
+    if good:
+        n_status, start = r.choice([4, 5]), r.randint(300, 420)
+        step = (start - r.randint(15, 60)) // (n_status - 1)
+    else:
+        n_status, start, step = r.choice([0, 1, 2, 3, 4, 5]), r.randint(30, 500), 90
     for i in range(n_status):
-        d = AS_OF - dt.timedelta(days=max(5, start - i * 90))
-        t = trends[1] if r.random() < 0.75 else r.choice(trends)
+        d = AS_OF - dt.timedelta(days=max(5, start - i * step))
+        t = trends[1] if good or r.random() < 0.75 else r.choice(trends)
         out.append(_obs(g, pid, f"{pid}-status-{i}", d, (LOINC, "97509-4", "Cancer disease status"),
                         valueCodeableConcept=_cc(SNOMED, t[0], t[1])))
-    if r.random() < 0.85:
-        present = r.random() < 0.1
+    if good or r.random() < 0.85:
+        present = not good and r.random() < 0.1
         out.append(_obs(g, pid, f"{pid}-staging", g.day(150, 10),
                         (MILAN, "extrahepatic-disease", "Disease outside the liver on staging"), valueBoolean=present))
     return out
@@ -322,11 +330,15 @@ def net_resources(g: Gen, pid: str) -> list[dict[str, Any]]:
 
 def patient_resources(g: Gen, pid: str, n: int, net: bool) -> Iterator[dict[str, Any]]:
     r = g.rng
-    age_days = r.randint(30 * 365, 80 * 365) if not net else r.randint(35 * 365, 68 * 365)
+    good = net and r.random() < 0.35
+    if not net:
+        age_days = r.randint(30 * 365, 80 * 365)
+    else:
+        age_days = r.randint(35 * 365, 59 * 365) if good else r.randint(35 * 365, 68 * 365)
     yield _patient(g, pid, AS_OF - dt.timedelta(days=age_days))
     produced = 1
     if net:
-        for res in net_resources(g, pid):
+        for res in net_resources(g, pid, good):
             produced += 1
             yield res
     for _ in range(r.randint(1, 3)):

@@ -1,0 +1,307 @@
+"""Running a cohort: plan the chunks, scan them (stage 1), evaluate the buckets (stage 2), merge, report.
+
+Outputs in ``out``: ``results.ndjson`` (criteria.md §6 lines), ``risk-assessments.ndjson``, ``errors.ndjson``,
+``summary.json``, ``report.html``; each written to a temporary name and renamed when complete, so they are
+always whole files of one run, never appended to. Intermediate pieces live in ``out/.cohort-work/`` (each
+piece renamed into place when complete) and are removed after a successful run.
+
+``resume=True`` reuses the complete pieces of an interrupted run when its inputs (file names, sizes and
+modification times) and settings (as-of date, rule set, mappings, cohort definition) are the same; otherwise, and
+without ``resume``, the run starts from scratch. Either way the outputs hold each patient, RiskAssessment and
+error exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import orjson
+
+from .._mappings import Mappings, default_mappings, load_mappings
+from ..errors import InputError
+from ._files import CHUNK_BYTES, find_files, plan_chunks
+from ._report import criterion_labels, render_html
+from ._tally import Tally
+from ._work import (
+    BucketTask,
+    ScanTask,
+    bucket_name,
+    chunk_name,
+    evaluate_bucket,
+    read_bucket_result,
+    read_scan_result,
+    scan_chunk,
+    write_atomic,
+)
+
+__all__ = ["run_cohort", "OUTPUT_FILES", "COHORT_DEFINITION", "WORK_DIR"]
+
+OUTPUT_FILES = ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson", "summary.json", "report.html")
+WORK_DIR = ".cohort-work"
+COHORT_DEFINITION = "patients with a primary neuroendocrine tumour or liver metastases on record"
+ALL_PATIENTS_DEFINITION = "every patient in the export"
+MANIFEST_VERSION = 1
+_BUCKET_INPUT_BYTES = 64 << 20
+_MAX_BUCKETS = 256
+
+
+def _buckets_for(total_bytes: int) -> int:
+    return max(4, min(_MAX_BUCKETS, math.ceil(total_bytes / _BUCKET_INPUT_BYTES)))
+
+
+def _progress_bar(enabled: bool, **kw: Any) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=False, **kw)
+
+
+def _executor(workers: int) -> Executor | None:
+    if workers <= 1:
+        return None
+    method = os.environ.get("MILAN_FHIR_MP_START") or "spawn"
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+
+
+def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], on_done: Callable[[Any], None]) -> None:
+    if pool is None:
+        for t in tasks:
+            on_done(fn(t))
+        return
+    futures = [pool.submit(fn, t) for t in tasks]
+    try:
+        for f in as_completed(futures):
+            on_done(f.result())
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        raise
+
+
+def _prepare_workdir(work: Path, manifest: dict[str, Any], resume: bool) -> bool:
+    """True when complete pieces of an earlier identical run may be reused."""
+    mf = work / "manifest.json"
+    if resume and mf.exists():
+        try:
+            if orjson.loads(mf.read_bytes()) == manifest:
+                return True
+        except (OSError, orjson.JSONDecodeError):
+            pass
+        print("milan-fhir cohort: the interrupted run had other inputs or settings; starting from scratch",
+              file=sys.stderr)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    write_atomic(mf, orjson.dumps(manifest))
+    return False
+
+
+def _lines_of(path: Path) -> Iterator[tuple[str, bytes]]:
+    """``key\\tpayload`` lines of a part file as (key, payload)."""
+    with open(path, "rb") as fh:
+        for raw in fh:
+            key, _, payload = raw.rstrip(b"\n").partition(b"\t")
+            yield key.decode("utf-8"), payload
+
+
+def _merge_parts(paths: Iterable[Path], out: Path) -> int:
+    """K-way merge of sorted part files into ``out`` (atomically); returns the number of lines."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    n = 0
+    with ExitStack() as stack, open(tmp, "wb") as fh:
+        iters = [_lines_of(p) for p in paths]
+        for _, payload in heapq.merge(*iters, key=lambda kv: kv[0]):
+            fh.write(payload + b"\n")
+            n += 1
+        stack.close()
+    os.replace(tmp, out)
+    return n
+
+
+def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterator[tuple[str, bytes]]:
+    """Stage-1 errors in file and line order, with absolute line numbers and the file name."""
+    for ch in chunks:
+        path = work / f"{chunk_name(ch.index)}.errors"
+        with open(path, "rb") as fh:
+            for raw in fh:
+                e = orjson.loads(raw)
+                line = line0[ch.index] + e["line"]
+                rec = {"file": ch.path, "line": line, "resource": e["resource"], "field": e["field"],
+                       "reason": e["reason"]}
+                yield f"{ch.index:06d}:{e['line']:012d}", orjson.dumps(rec)
+
+
+def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int], buckets: int,
+                  skipped: list[tuple[str, str]]) -> int:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    n = 0
+    with open(tmp, "wb") as fh:
+        for f, why in skipped:
+            fh.write(orjson.dumps({"file": f, "line": None, "resource": None, "field": None,
+                                   "reason": f"file skipped: {why}"}) + b"\n")
+            n += 1
+        streams = [_scan_errors(work, chunks, line0)]
+        streams += [_lines_of(work / f"{bucket_name(b)}.errors") for b in range(buckets)]
+        for _, payload in heapq.merge(*streams, key=lambda kv: kv[0]):
+            fh.write(payload + b"\n")
+            n += 1
+    os.replace(tmp, out)
+    return n
+
+
+def _as_date(as_of: dt.date | str | None) -> dt.date:
+    if as_of is None:
+        return dt.datetime.now(dt.timezone.utc).date()
+    if isinstance(as_of, dt.date):
+        return as_of
+    try:
+        return dt.date.fromisoformat(str(as_of))
+    except ValueError:
+        raise InputError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def run_cohort(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    as_of: dt.date | str | None = None,
+    rule_set: str | None = None,
+    mappings: Iterable[str | os.PathLike[str]] = (),
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = False,
+    all_patients: bool = False,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> dict[str, Any]:
+    """Screen every patient of an NDJSON export folder (or file); write the outputs into ``out``.
+
+    Returns the summary (also written to ``out/summary.json``). Raises :class:`InputError` when the source
+    cannot be read at all, :class:`MappingError` / :class:`RuleSetError` for bad mappings or rule set; bad lines
+    and resources are reported in ``errors.ndjson`` and skipped.
+    """
+    t0 = time.perf_counter()
+    layers = tuple(str(Path(p).resolve()) for p in mappings)
+    m: Mappings = load_mappings(*layers) if layers else default_mappings()
+    rules = m.rule_set(rule_set)
+    day = _as_date(as_of)
+    outp = Path(out)
+    if outp.exists() and not outp.is_dir():
+        raise InputError("the output path exists and is not a folder", file=str(outp))
+    outp.mkdir(parents=True, exist_ok=True)
+    files, skipped = find_files(source, exclude=outp)
+    chunks = plan_chunks(files, chunk_bytes)
+    total_bytes = sum(f.size for f in files)
+    buckets = _buckets_for(total_bytes)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "files": [[f.path, f.size, f.mtime_ns] for f in files],
+        "as_of": day.isoformat(),
+        "rule_set": rules.name,
+        "mappings": [m.version, m.fingerprint(), list(layers)],
+        "all_patients": all_patients,
+        "chunk_bytes": chunk_bytes,
+        "buckets": buckets,
+    }
+    work = outp / WORK_DIR
+    reuse = _prepare_workdir(work, manifest, resume)
+    # summary.json is written last: while it is absent, the outputs are not those of one complete run
+    (outp / "summary.json").unlink(missing_ok=True)
+    workers = max(1, int(workers))
+
+    with ExitStack() as stack:
+        pool = _executor(workers)
+        if pool is not None:
+            stack.enter_context(pool)  # type: ignore[arg-type]
+
+        # ---- stage 1: scan
+        scans: dict[int, Any] = {}
+        todo = []
+        for ch in chunks:
+            done = read_scan_result(work, ch.index) if reuse else None
+            if done is not None:
+                scans[ch.index] = done
+            else:
+                todo.append(ScanTask(ch, str(work), buckets, layers))
+        bar = stack.enter_context(_progress_bar(progress, total=sum(c.nbytes for c in chunks), unit="B",
+                                                unit_scale=True, unit_divisor=1024, desc="reading"))
+        bar.update(sum(scans[i][0].nbytes for i in scans))
+
+        def scanned(res: Any) -> None:
+            scans[res.index] = read_scan_result(work, res.index)
+            bar.update(res.nbytes)
+
+        _run_all(pool, scan_chunk, todo, scanned)
+        bar.close()
+
+        # absolute line numbers: lines of the earlier chunks of the same file
+        line0: dict[int, int] = {}
+        running: dict[str, int] = {}
+        for ch in chunks:
+            line0[ch.index] = running.get(ch.path, 0)
+            running[ch.path] = line0[ch.index] + scans[ch.index][0].lines
+
+        # ---- stage 2: evaluate
+        chunk_meta = tuple((ch.index, ch.path, line0[ch.index], 0) for ch in chunks)
+        results: dict[int, Any] = {}
+        tasks = []
+        for b in range(buckets):
+            done = read_bucket_result(work, b) if reuse else None
+            if done is not None:
+                results[b] = done
+                continue
+            sections = tuple(scans[ch.index][1][b] for ch in chunks)
+            tasks.append(BucketTask(b, str(work), chunk_meta, sections, day, rules.name, layers, all_patients))
+        bar2 = stack.enter_context(_progress_bar(progress, total=buckets, initial=len(results), desc="evaluating",
+                                                 unit="bucket"))
+
+        def evaluated(res: Any) -> None:
+            results[res.bucket] = res
+            bar2.update(1)
+
+        _run_all(pool, evaluate_bucket, tasks, evaluated)
+        bar2.close()
+
+    # ---- merge and report
+    n_results = _merge_parts([work / f"{bucket_name(b)}.results" for b in range(buckets)], outp / "results.ndjson")
+    _merge_parts([work / f"{bucket_name(b)}.ra" for b in range(buckets)], outp / "risk-assessments.ndjson")
+    n_errors = _write_errors(outp / "errors.ndjson", work, chunks, line0, buckets, skipped)
+    tally = Tally()
+    for b in range(buckets):
+        tally.merge(results[b].tally)
+    assert tally.patients == n_results
+    from .._api import software_version
+
+    summary: dict[str, Any] = {
+        "software_version": software_version(),
+        "as_of": day.isoformat(),
+        "rule_set": rules.name,
+        "rule_set_version": rules.version,
+        "mapping_version": m.version,
+        "source": str(source),
+        "files": [f.path for f in files],
+        "skipped_files": [list(s) for s in skipped],
+        "lines": sum(scans[i][0].lines for i in scans),
+        "parsed": sum(scans[i][0].parsed for i in scans),
+        "resources_kept": sum(scans[i][0].kept for i in scans),
+        "errors": n_errors,
+        "patients_seen": sum(r.patients_seen for r in results.values()),
+        "cohort_definition": ALL_PATIENTS_DEFINITION if all_patients else COHORT_DEFINITION,
+        "criterion_labels": criterion_labels(rules),
+        "tally": tally.as_dict(),
+        "outputs": list(OUTPUT_FILES),
+    }
+    write_atomic(outp / "report.html", render_html(summary).encode("utf-8"))
+    summary["run"] = {"workers": workers, "seconds": round(time.perf_counter() - t0, 3), "resumed": reuse}
+    write_atomic(outp / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    shutil.rmtree(work, ignore_errors=True)
+    return summary

@@ -1,0 +1,275 @@
+"""The two stages a cohort run is made of, as top-level functions that worker processes (spawn-safe) run.
+
+Stage 1, :func:`scan_chunk`: read one chunk of an NDJSON file as bytes; check each line cheaply (a JSON object
+on one line?) and ask :class:`RawPrefilter` whether the rules could use it; parse only those with orjson; turn
+them into compact facts with :func:`adapt_resource`; spill the :class:`Adapted` objects to the work folder, one
+section per patient bucket (``crc32(patient) % buckets``). Malformed lines and invalid resources are written to
+the chunk's error file; the run goes on.
+
+Stage 2, :func:`evaluate_bucket`: read one bucket's sections from every chunk (in chunk order, so the first copy
+of a duplicated resource wins whatever the number of workers), build each patient's :class:`PatientRecord`,
+evaluate the patients of the cohort and write their JSON line and RiskAssessment into part files sorted by
+patient; return the bucket's :class:`Tally`.
+
+Memory: a chunk's lines (``CHUNK_BYTES``) and the facts of one bucket at a time, whatever the input size.
+Every file of the work folder is written to a temporary name and renamed when complete, so a run that stops
+half-way leaves only complete pieces behind (which ``--resume`` reuses).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from .._domain import PatientRecord
+from ..errors import InputError
+from ._files import Chunk, iter_lines
+from ._tally import Tally
+
+__all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
+           "in_cohort", "write_atomic", "chunk_name"]
+
+_SETTINGS: dict[tuple[str, ...], Any] = {}
+
+
+def _mappings(layers: tuple[str, ...]) -> Any:
+    """The mappings of this run, loaded once per process."""
+    m = _SETTINGS.get(layers)
+    if m is None:
+        from .._mappings import default_mappings, load_mappings
+
+        m = _SETTINGS[layers] = load_mappings(*layers) if layers else default_mappings()
+    return m
+
+
+def bucket_of(patient: str, buckets: int) -> int:
+    return zlib.crc32(patient.encode("utf-8")) % buckets
+
+
+def chunk_name(index: int) -> str:
+    return f"c{index:06d}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def in_cohort(record: PatientRecord) -> bool:
+    """The cohort: patients with a primary NET Condition or a liver metastasis Condition that counts."""
+    if record.primaries:
+        return True
+    return any(m.location == "liver" for m in record.metastases)
+
+
+# ------------------------------------------------------------------------------------------------ stage 1
+@dataclass(frozen=True)
+class ScanTask:
+    chunk: Chunk
+    workdir: str
+    buckets: int
+    mapping_layers: tuple[str, ...]
+
+
+@dataclass
+class ScanResult:
+    index: int
+    lines: int  # every line of the chunk, blank ones included (for absolute line numbers)
+    parsed: int  # lines the prefilter let through
+    kept: int  # resources the rules use
+    errors: int
+    nbytes: int
+
+
+def _error(rel: int, reason: str, resource: str | None = None, field: str | None = None) -> bytes:
+    return orjson.dumps({"line": rel, "reason": reason, "resource": resource, "field": field}) + b"\n"
+
+
+def scan_chunk(task: ScanTask) -> ScanResult:
+    """Stage 1 for one chunk (see the module docstring); writes ``cNNNNNN.facts``, ``.errors``, then ``.done``."""
+    from .._adapters import Located, RawPrefilter, adapt_resource, full_url_map
+    from .._adapters._located import InputProblem, iter_bundle_or_resource
+
+    mappings = _mappings(task.mapping_layers)
+    wants = RawPrefilter(mappings).wants
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    chunk = task.chunk
+    path = chunk.path
+    nb = task.buckets
+    sections: list[list[tuple[Any, int]]] = [[] for _ in range(nb)]
+    errors: list[bytes] = []
+    rel = parsed = kept = 0
+
+    def adapt(obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None) -> None:
+        nonlocal kept
+        try:
+            ad = adapt_resource(obj, mappings, resolve=resolve, located=Located(obj, path, line_no, full_url))
+        except InputError as exc:
+            errors.append(_error(line_no, exc.reason, exc.resource, exc.field))
+            return
+        except Exception as exc:  # noqa: BLE001 - one resource must not stop a cohort run; reported, not silent
+            errors.append(_error(line_no, f"could not be read because of an internal error ({type(exc).__name__}: "
+                                          f"{exc}); please report it", _key(obj)))
+            return
+        if ad is None:
+            return
+        kept += 1
+        sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no))
+
+    try:
+        for block in iter_lines(chunk):
+            for line in block:
+                rel += 1
+                if not line or line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
+                    line = line.strip()
+                    if not line:
+                        continue
+                    if line[0] != 123 or line[-1] != 125:
+                        errors.append(_error(rel, "malformed line: not a JSON object on one line"))
+                        continue
+                if not wants(line):
+                    continue
+                parsed += 1
+                try:
+                    obj = loads(line)
+                except decode_error as exc:
+                    errors.append(_error(rel, f"not valid JSON ({exc})"))
+                    continue
+                if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
+                    errors.append(_error(rel, "not a FHIR resource (no resourceType)", None, "resourceType"))
+                    continue
+                if obj["resourceType"] == "Bundle":
+                    problems: list[InputProblem] = []
+                    located = list(iter_bundle_or_resource(obj, problems, path, rel))
+                    for p in problems:
+                        errors.append(_error(rel, p.reason, p.resource, p.field))
+                    urls = full_url_map(located)
+                    for loc in located:
+                        adapt(loc.resource, rel, urls, loc.full_url)
+                    continue
+                adapt(obj, rel)
+    except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
+        errors.append(_error(rel + 1, f"the file cannot be read further: {exc.reason}"))
+
+    wd = Path(task.workdir)
+    name = chunk_name(chunk.index)
+    index: list[tuple[int, int]] = []
+    with open(wd / f".{name}.facts.tmp-{os.getpid()}", "wb") as fh:
+        for section in sections:
+            start = fh.tell()
+            if section:
+                pickle.dump(section, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            index.append((start, fh.tell() - start))
+    os.replace(wd / f".{name}.facts.tmp-{os.getpid()}", wd / f"{name}.facts")
+    write_atomic(wd / f"{name}.errors", b"".join(errors))
+    result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes)
+    write_atomic(wd / f"{name}.done", pickle.dumps((result, index)))
+    return result
+
+
+def read_scan_result(workdir: Path, index: int) -> tuple[ScanResult, list[tuple[int, int]]] | None:
+    try:
+        return pickle.loads((workdir / f"{chunk_name(index)}.done").read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError):
+        return None
+
+
+def _key(obj: Any) -> str | None:
+    if isinstance(obj, dict) and isinstance(obj.get("resourceType"), str) and isinstance(obj.get("id"), str):
+        return f"{obj['resourceType']}/{obj['id']}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ stage 2
+@dataclass(frozen=True)
+class BucketTask:
+    bucket: int
+    workdir: str
+    chunks: tuple[tuple[int, str, int, int], ...]  # (chunk index, file, first line number - 1, section offset/len...)
+    sections: tuple[tuple[int, int], ...]  # (offset, length) of this bucket's section in each chunk's facts
+    as_of: dt.date
+    rule_set: str | None
+    mapping_layers: tuple[str, ...]
+    all_patients: bool
+
+
+@dataclass
+class BucketResult:
+    bucket: int
+    tally: Tally
+    patients_seen: int
+    errors: int
+
+
+def bucket_name(bucket: int) -> str:
+    return f"b{bucket:05d}"
+
+
+def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int, int], list[tuple[Any, int]]]]:
+    wd = Path(task.workdir)
+    for meta, (offset, length) in zip(task.chunks, task.sections):
+        if not length:
+            continue
+        with open(wd / f"{chunk_name(meta[0])}.facts", "rb") as fh:
+            fh.seek(offset)
+            yield meta, pickle.loads(fh.read(length))
+
+
+def evaluate_bucket(task: BucketTask) -> BucketResult:
+    """Stage 2 for one bucket: part files ``bNNNNN.results``, ``.ra``, ``.errors`` (each line ``key\\tjson``)."""
+    from .._evaluate import evaluate_record
+    from .._writers import fhir, json_lines
+
+    mappings = _mappings(task.mapping_layers)
+    rules = mappings.rule_set(task.rule_set)
+    records: dict[str, PatientRecord] = {}
+    dup_errors: list[tuple[str, bytes]] = []
+    for (ci, file, line0, _), section in _sections(task):
+        for ad, rel in section:
+            rec = records.get(ad.patient)
+            if rec is None:
+                rec = records[ad.patient] = PatientRecord(patient=ad.patient)
+            if ad.counted and ad.reference in rec.inputs:
+                err = {"file": file, "line": line0 + rel, "resource": ad.reference, "field": None,
+                       "reason": "the resource appears more than once; the first copy was used"}
+                dup_errors.append((f"{ci:06d}:{rel:012d}", orjson.dumps(err)))
+                continue
+            ad.apply(rec)
+    tally = Tally()
+    results: list[bytes] = []
+    ras: list[bytes] = []
+    for patient in sorted(records):
+        rec = records[patient]
+        if not task.all_patients and not in_cohort(rec):
+            continue
+        ev = evaluate_record(rec, rules, task.as_of, mappings.version)
+        key = patient.encode("utf-8") + b"\t"
+        results.append(key + orjson.dumps(json_lines.to_json(ev)) + b"\n")
+        ras.append(key + orjson.dumps(fhir.risk_assessment(ev, mappings)) + b"\n")
+        tally.add(str(ev.verdict), {name: str(r.status) for name, r in ev.criteria.items()})
+    wd = Path(task.workdir)
+    name = bucket_name(task.bucket)
+    write_atomic(wd / f"{name}.results", b"".join(results))
+    write_atomic(wd / f"{name}.ra", b"".join(ras))
+    dup_errors.sort()
+    write_atomic(wd / f"{name}.errors", b"".join(k.encode() + b"\t" + v + b"\n" for k, v in dup_errors))
+    result = BucketResult(task.bucket, tally, len(records), len(dup_errors))
+    write_atomic(wd / f"{name}.done", pickle.dumps(result))
+    return result
+
+
+def read_bucket_result(workdir: Path, bucket: int) -> BucketResult | None:
+    try:
+        return pickle.loads((workdir / f"{bucket_name(bucket)}.done").read_bytes())
+    except (OSError, pickle.UnpicklingError, EOFError):
+        return None
