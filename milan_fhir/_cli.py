@@ -160,7 +160,10 @@ def _add_evaluate(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EVALUATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("path", metavar="PATH", help="a FHIR Bundle or resource (JSON), an NDJSON file, or a folder of them")
+    # PATH is checked in _run_evaluate, not by argparse, so that another source option (a server) can replace it
+    p.add_argument(
+        "path", metavar="PATH", nargs="?", help="a FHIR Bundle or resource (JSON), an NDJSON file, or a folder of them"
+    )
     p.add_argument(
         "--as-of", metavar="YYYY-MM-DD", help="evaluate as of this date; only data on or before it counts (default: today, UTC)"
     )
@@ -181,18 +184,31 @@ def _add_evaluate(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _evaluate_source(
+    args: argparse.Namespace, mappings: Any, as_of: dt.date | None, problems: list[Any]
+) -> list[Any]:
+    """The evaluations of the input named on the command line (PATH). Another source (a FHIR server) goes here."""
+    from . import _api
+
+    if args.path is None:
+        raise InputError("no input: give PATH, a FHIR Bundle, NDJSON file or folder (see 'milan-fhir evaluate --help')")
+    evaluations = _api.evaluate(args.path, as_of=as_of, rule_set=args.rule_set, mappings=mappings, problems=problems)
+    if not evaluations:
+        warn(f"{args.path}: no patient found in the input")
+    return evaluations
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from . import _api
 
     as_of = parse_as_of(args.as_of)
     mappings = _api.resolve_mappings(args.mappings or None)
+    mappings.rule_set(args.rule_set)  # an unknown rule set fails before any input is read
     problems: list[Any] = []
     try:
-        evaluations = _api.evaluate(args.path, as_of=as_of, rule_set=args.rule_set, mappings=mappings, problems=problems)
+        evaluations = _evaluate_source(args, mappings, as_of, problems)
     finally:
         report_problems(problems)  # what was read before a fatal fault is still reported
-    if not evaluations:
-        warn(f"{args.path}: no patient found in the input")
     emit(evaluations, args.format, mappings)
     if args.out is not None:
         written = write_out_dir(args.out, evaluations, mappings)

@@ -178,6 +178,9 @@ def test_usage_error_is_one_line(capsys):
     code, _, err = _run(capsys, "evaluate")
     assert code == 2
     assert "PATH" in _one_error_line(err)
+    code, _, err = _run(capsys, "evaluate", str(FIXTURE), "--format", "xml")
+    assert code == 2
+    assert "--format" in _one_error_line(err)
 
 
 def test_help_for_newcomers(capsys):
