@@ -549,3 +549,12 @@ def test_problem_text_names_bundle_entry(m):
     problems = []
     build_records([Located(bad, "bundle.json", 3, None)], m, problems)
     assert str(problems[0]).startswith("bundle.json entry 3, Observation/bad, field valueQuantity.value: ")
+
+
+def test_prefilter_reads_resource_type_anywhere(m):
+    pf = RawPrefilter(m)
+    line = b'{"id": "x", "code": {"coding": [{"system": "http://loinc.org", "code": " 29593-1 "}]}, "resourceType": "Observation"}'
+    assert pf.wants(line)
+    assert pf.wants(b'{"id":"p","resourceType":"Patient"}')
+    assert not pf.wants(b'{"id":"x","code":{"coding":[{"code":"29593-1"}]},"resourceType":"Encounter"}')
+    assert pf.wants(b'{"resourceType":"Condition","code":{"coding":[{"code":"c7A.012"}]}}')
