@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from ._domain import Evaluation
 from ._mappings import Mappings, default_mappings, load_mappings
 from ._writers import fhir as _fhir
 from ._writers import json_lines as _json_lines
+
+_log = logging.getLogger("milan_fhir")
 from ._writers import table as _table
 from .errors import InputError
 
@@ -110,7 +113,7 @@ def evaluate(
     UTC); only data on or before it counts. ``rule_set``: a rule-set name (default: the mappings' default,
     ``milan-net``). ``mappings``: a :class:`Mappings`, the path of a file layered on the defaults, or None.
     ``problems``: a list that receives an :class:`InputProblem` for every resource that was skipped; without it,
-    skipped resources are still skipped (never fatal).
+    each skipped resource is logged as a warning on the ``milan_fhir`` logger (never fatal, never silent).
 
     Returns one :class:`Evaluation` per patient, sorted by patient reference. Raises
     :class:`~milan_fhir.errors.InputError` for input that cannot be read at all,
@@ -124,6 +127,10 @@ def evaluate(
     m.rule_set(rule_set)  # an unknown rule set fails before any input is read
     sink: list[Any] = [] if problems is None else problems
     records = build_records(_items(source, sink), m, sink)
+    if problems is None:
+        # Nobody asked for the list: say what was skipped through logging rather than drop it silently.
+        for problem in sink:
+            _log.warning("skipped: %s", problem)
     return evaluate_records(records.values(), as_of=day, rule_set=rule_set, mappings=m)
 
 

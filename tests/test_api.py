@@ -96,3 +96,16 @@ def test_writers_through_the_api():
     assert prov["agent"][0]["who"]["display"] == f"milan-fhir {milan_fhir.__version__}"
     assert ev.patient in milan_fhir.render_table([ev], width=100, colour=False)
     assert len(milan_fhir.structure_definitions()) == 3
+
+
+def test_skipped_resources_are_logged_when_no_problem_list_is_given(caplog):
+    import logging
+
+    import milan_fhir
+
+    bad = {"resourceType": "Observation", "id": "bad", "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "29593-1"}]},
+           "subject": {"reference": "Patient/x"}, "valueQuantity": {"value": "not a number"}}
+    with caplog.at_level(logging.WARNING, logger="milan_fhir"):
+        milan_fhir.evaluate([{"resourceType": "Patient", "id": "x"}, bad], as_of="2026-06-30")
+    assert any("Observation/bad" in r.getMessage() for r in caplog.records)
