@@ -558,3 +558,11 @@ def test_prefilter_reads_resource_type_anywhere(m):
     assert pf.wants(b'{"id":"p","resourceType":"Patient"}')
     assert not pf.wants(b'{"id":"x","code":{"coding":[{"code":"29593-1"}]},"resourceType":"Encounter"}')
     assert pf.wants(b'{"resourceType":"Condition","code":{"coding":[{"code":"c7A.012"}]}}')
+
+
+def test_tumour_size_in_a_component(m):
+    liver = [cc(SNOMED, "10200004")]
+    size = obs("21889-1", id="s", bodySite=liver[0], component=[
+        {"code": cc(LOINC, "33728-7"), "valueQuantity": {"value": 3.5, "system": UCUM, "code": "cm"}}])
+    rec = record_of([size], m)
+    assert [f.mm for f in rec.largest_liver_metastasis] == [35.0]

@@ -177,7 +177,7 @@ def _largest(ctx: Ctx, entry: CodeEntry, when: date | None) -> None:
     if not on_liver and not focus:
         ctx.ignore("tumour size with neither a bodySite on the liver nor a focus on a liver metastasis")
         return
-    mm, field, problem = read_length_mm(obs)
+    mm, field, problem = read_length_mm(_size_holder(ctx, obs))
     if problem:
         ctx.unusable("largest_liver_metastasis", field, f"tumour size: {problem}")
         return
@@ -187,6 +187,17 @@ def _largest(ctx: Ctx, entry: CodeEntry, when: date | None) -> None:
         ctx.add("largest_liver_metastasis", fact)
     else:
         ctx.out.pending.append(("largest_liver_metastasis", fact, focus))
+
+
+def _size_holder(ctx: Ctx, obs: dict[str, Any]) -> dict[str, Any]:
+    """The Observation, or its size component (LOINC 21889-1 carries the size as component 33728-7)."""
+    if "valueQuantity" in obs:
+        return obs
+    for comp in obs.get("component") or []:
+        if isinstance(comp, dict) and "valueQuantity" in comp:
+            if ctx.mappings.match_any("largest_liver_metastasis", codings(comp.get("code"))) is not None:
+                return comp
+    return obs
 
 
 def _condition_focus(ctx: Ctx) -> tuple[str, ...]:
