@@ -53,7 +53,7 @@ def classify(cond: dict[str, Any], mappings: Mappings) -> ConditionKind | None:
         section = None
     if metastasis is None and primary is None and morphology is None:
         return None
-    high = next((e for e in (primary,) if e is not None and e.high_grade), None)
+    high = primary if primary is not None and primary.high_grade else None
     return ConditionKind(metastasis, primary, section, morphology, high)
 
 

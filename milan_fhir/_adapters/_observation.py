@@ -17,7 +17,17 @@ from .._domain import (
 )
 from .._mappings import CodeEntry, Mappings
 from ._common import Ctx
-from ._values import codings, codings_of_all, first_date, number_text, period_part, read_length_mm, read_percent, resolve_reference, unverified
+from ._values import (
+    codings,
+    codings_of_all,
+    first_date,
+    number_text,
+    period_part,
+    read_length_mm,
+    read_percent,
+    resolve_reference,
+    unverified,
+)
 
 __all__ = ["CONCEPTS", "classify", "adapt", "clinical_date", "parse_grade_text"]
 

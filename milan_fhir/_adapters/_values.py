@@ -5,15 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from .._dates import parse_clinical_date
-from .._mappings import CodeEntry, Mappings
+from .._mappings import CodeEntry
 
 __all__ = [
     "codings",
     "codings_of_all",
-    "match_any",
     "Percent",
     "read_percent",
     "read_length_mm",
@@ -22,6 +21,7 @@ __all__ = [
     "make_resolver",
     "number_text",
     "first_date",
+    "period_part",
     "unverified",
 ]
 
@@ -50,10 +50,6 @@ def codings_of_all(concepts: Any) -> list[tuple[str | None, str | None]]:
     if not isinstance(concepts, list):
         return []
     return [c for concept in concepts for c in codings(concept)]
-
-
-def match_any(mappings: Mappings, concept: str, pairs: Iterable[tuple[str | None, str | None]]) -> CodeEntry | None:
-    return mappings.match_any(concept, pairs)
 
 
 def unverified(*entries: CodeEntry | None) -> tuple[str, ...]:
