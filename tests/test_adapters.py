@@ -566,3 +566,12 @@ def test_tumour_size_in_a_component(m):
         {"code": cc(LOINC, "33728-7"), "valueQuantity": {"value": 3.5, "system": UCUM, "code": "cm"}}])
     rec = record_of([size], m)
     assert [f.mm for f in rec.largest_liver_metastasis] == [35.0]
+
+
+def test_patient_is_validated_only_on_the_fields_the_rules_read(m):
+    odd_gender = {"resourceType": "Patient", "id": "p1", "birthDate": "1970-02-03", "gender": 5}
+    bad_birth = {"resourceType": "Patient", "id": "p2", "birthDate": "1970-13"}
+    problems = []
+    records = build_records([odd_gender, bad_birth], m, problems)
+    assert list(records) == ["Patient/p1"]
+    assert [(p.resource, p.field) for p in problems] == [("Patient/p2", "birthDate")]
