@@ -3,5 +3,28 @@
 from __future__ import annotations
 
 from ._client import FhirClient, entry_error, error_for, next_link
+from ._fetch import FetchResult, fetch_patient
+from ._server import ServerResult, evaluate_on_server, evaluate_patient, select_patients, write_back
+from ._upload import to_transaction, upload_bundle, upload_path
+from ._writeback import WriteResult, find_current, upload_definitions, validate_resource
 
-__all__ = ["FhirClient", "entry_error", "error_for", "next_link"]
+__all__ = [
+    "FhirClient",
+    "FetchResult",
+    "ServerResult",
+    "WriteResult",
+    "entry_error",
+    "error_for",
+    "evaluate_on_server",
+    "evaluate_patient",
+    "fetch_patient",
+    "find_current",
+    "next_link",
+    "select_patients",
+    "to_transaction",
+    "upload_bundle",
+    "upload_definitions",
+    "upload_path",
+    "validate_resource",
+    "write_back",
+]

@@ -351,6 +351,8 @@ def _json_or_none(resp: requests.Response) -> dict[str, Any] | None:
 def _what(url: str) -> str:
     """The request target as it may appear in a message: the path after the base, ids and query redacted."""
     path = urlsplit(url).path
+    if path.rstrip("/").endswith("/fhir") or path in ("", "/"):
+        return "(batch/transaction)"
     return redact(path.rsplit("/fhir/", 1)[-1] if "/fhir/" in path else path) or "/"
 
 
