@@ -21,6 +21,7 @@ from ._api import (
 from ._domain import CriterionResult, Evaluation, PatientRecord, RuleSet, Status, Verdict
 from ._mappings import Mappings, default_mappings, load_mappings
 from ._adapters._located import InputProblem
+from ._client import FhirClient, evaluate_patient, write_back
 
 
 def _version() -> str:
@@ -53,4 +54,7 @@ __all__ = [
     "Mappings",
     "InputProblem",
     "errors",
+    "FhirClient",
+    "evaluate_patient",
+    "write_back",
 ]
