@@ -216,8 +216,14 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_cohort(subparsers: Any) -> argparse.ArgumentParser:
+    from ._cohort._command import add_parser
+
+    return add_parser(subparsers)
+
+
 #: The subcommands, in help order. Each registers its parser and sets ``run`` on it.
-COMMANDS: list[Callable[[Any], Any]] = [_add_evaluate]
+COMMANDS: list[Callable[[Any], Any]] = [_add_evaluate, _add_cohort]
 
 
 # ------------------------------------------------------------------------------------------------ main

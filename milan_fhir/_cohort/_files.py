@@ -69,7 +69,7 @@ def _sniff(path: Path) -> tuple[bool, str | None]:
     return gz, None
 
 
-def find_files(source: str | Path, *, exclude: Path | None = None) -> tuple[list[SourceFile], list[tuple[str, str]]]:
+def find_files(source: str | Path, *, exclude: set[Path] = frozenset()) -> tuple[list[SourceFile], list[tuple[str, str]]]:
     """NDJSON files of ``source`` (a folder or one file), sorted by name; and (file, why) for files skipped."""
     p = Path(source)
     if not p.exists():
@@ -78,11 +78,11 @@ def find_files(source: str | Path, *, exclude: Path | None = None) -> tuple[list
         candidates = [p]
     else:
         candidates = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-    excl = exclude.resolve() if exclude is not None else None
+    excl = {p.resolve() for p in exclude}  # our own output files, when SOURCE is the output folder
     files: list[SourceFile] = []
     skipped: list[tuple[str, str]] = []
     for f in candidates:
-        if excl is not None and excl in f.resolve().parents:
+        if f.resolve() in excl:
             continue
         gz, why = _sniff(f)
         if why:

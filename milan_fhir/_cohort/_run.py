@@ -33,6 +33,7 @@ from ..errors import InputError
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
 from ._tally import Tally
+from ._writeback import ACTIONS, WriteBackTask, write_back_bucket
 from ._work import (
     BucketTask,
     ScanTask,
@@ -48,6 +49,7 @@ from ._work import (
 __all__ = ["run_cohort", "OUTPUT_FILES", "COHORT_DEFINITION", "WORK_DIR"]
 
 OUTPUT_FILES = ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson", "summary.json", "report.html")
+WRITE_BACK_FILE = "write-back.ndjson"
 WORK_DIR = ".cohort-work"
 COHORT_DEFINITION = "patients with a primary neuroendocrine tumour or liver metastases on record"
 ALL_PATIENTS_DEFINITION = "every patient in the export"
@@ -182,12 +184,16 @@ def run_cohort(
     progress: bool = False,
     all_patients: bool = False,
     chunk_bytes: int = CHUNK_BYTES,
+    write_back: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Screen every patient of an NDJSON export folder (or file); write the outputs into ``out``.
 
     Returns the summary (also written to ``out/summary.json``). Raises :class:`InputError` when the source
     cannot be read at all, :class:`MappingError` / :class:`RuleSetError` for bad mappings or rule set; bad lines
     and resources are reported in ``errors.ndjson`` and skipped.
+
+    ``write_back``: ``{"base_url": ..., "token": None, "tag": None, "batch_size": 50}`` to also write every
+    RiskAssessment to that server (idempotent, criteria.md §5); what was done goes to ``write-back.ndjson``.
     """
     t0 = time.perf_counter()
     layers = tuple(str(Path(p).resolve()) for p in mappings)
@@ -198,7 +204,7 @@ def run_cohort(
     if outp.exists() and not outp.is_dir():
         raise InputError("the output path exists and is not a folder", file=str(outp))
     outp.mkdir(parents=True, exist_ok=True)
-    files, skipped = find_files(source, exclude=outp)
+    files, skipped = find_files(source, exclude={outp / name for name in (*OUTPUT_FILES, WRITE_BACK_FILE)})
     chunks = plan_chunks(files, chunk_bytes)
     total_bytes = sum(f.size for f in files)
     buckets = _buckets_for(total_bytes)
@@ -240,8 +246,10 @@ def run_cohort(
             scans[res.index] = read_scan_result(work, res.index)
             bar.update(res.nbytes)
 
+        t_pool = time.perf_counter()
         _run_all(pool, scan_chunk, todo, scanned)
         bar.close()
+        t_scan = time.perf_counter()
 
         # absolute line numbers: lines of the earlier chunks of the same file
         line0: dict[int, int] = {}
@@ -256,11 +264,14 @@ def run_cohort(
         tasks = []
         for b in range(buckets):
             done = read_bucket_result(work, b) if reuse else None
+            if done is not None and write_back and not (work / f"{bucket_name(b)}.evals").exists():
+                done = None
             if done is not None:
                 results[b] = done
                 continue
             sections = tuple(scans[ch.index][1][b] for ch in chunks)
-            tasks.append(BucketTask(b, str(work), chunk_meta, sections, day, rules.name, layers, all_patients))
+            tasks.append(BucketTask(b, str(work), chunk_meta, sections, day, rules.name, layers, all_patients,
+                                    keep_evaluations=bool(write_back)))
         bar2 = stack.enter_context(_progress_bar(progress, total=buckets, initial=len(results), desc="evaluating",
                                                  unit="bucket"))
 
@@ -270,10 +281,33 @@ def run_cohort(
 
         _run_all(pool, evaluate_bucket, tasks, evaluated)
         bar2.close()
+        t_eval = time.perf_counter()
+
+        # ---- stage 3 (optional): write back
+        wb_counts: dict[str, int] | None = None
+        if write_back:
+            wb_counts = dict.fromkeys(ACTIONS, 0)
+            wb_tasks = [
+                WriteBackTask(b, str(work), write_back["base_url"], write_back.get("token"), layers,
+                              int(write_back.get("batch_size") or 50),
+                              tuple(write_back["tag"]) if write_back.get("tag") else None)
+                for b in range(buckets)
+            ]
+            bar3 = stack.enter_context(_progress_bar(progress, total=buckets, desc="writing back", unit="bucket"))
+
+            def written(counts: dict[str, int]) -> None:
+                for k, v in counts.items():
+                    wb_counts[k] += v
+                bar3.update(1)
+
+            _run_all(pool, write_back_bucket, wb_tasks, written)
+            bar3.close()
 
     # ---- merge and report
     n_results = _merge_parts([work / f"{bucket_name(b)}.results" for b in range(buckets)], outp / "results.ndjson")
     _merge_parts([work / f"{bucket_name(b)}.ra" for b in range(buckets)], outp / "risk-assessments.ndjson")
+    if write_back:
+        _merge_parts([work / f"{bucket_name(b)}.writeback" for b in range(buckets)], outp / WRITE_BACK_FILE)
     n_errors = _write_errors(outp / "errors.ndjson", work, chunks, line0, buckets, skipped)
     tally = Tally()
     for b in range(buckets):
@@ -298,10 +332,17 @@ def run_cohort(
         "cohort_definition": ALL_PATIENTS_DEFINITION if all_patients else COHORT_DEFINITION,
         "criterion_labels": criterion_labels(rules),
         "tally": tally.as_dict(),
-        "outputs": list(OUTPUT_FILES),
+        "outputs": list(OUTPUT_FILES) + ([WRITE_BACK_FILE] if write_back else []),
     }
+    if write_back:
+        summary["write_back"] = {"server": write_back["base_url"], **(wb_counts or {})}
     write_atomic(outp / "report.html", render_html(summary).encode("utf-8"))
-    summary["run"] = {"workers": workers, "seconds": round(time.perf_counter() - t0, 3), "resumed": reuse}
+    t_end = time.perf_counter()
+    summary["run"] = {
+        "workers": workers, "resumed": reuse, "seconds": round(t_end - t0, 3),
+        "stages": {"plan": round(t_pool - t0, 3), "scan": round(t_scan - t_pool, 3),
+                   "evaluate": round(t_eval - t_scan, 3), "merge_and_report": round(t_end - t_eval, 3)},
+    }
     write_atomic(outp / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
     shutil.rmtree(work, ignore_errors=True)
     return summary

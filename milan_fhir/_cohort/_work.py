@@ -201,6 +201,7 @@ class BucketTask:
     rule_set: str | None
     mapping_layers: tuple[str, ...]
     all_patients: bool
+    keep_evaluations: bool = False  # for write-back: pickled to bNNNNN.evals
 
 
 @dataclass
@@ -248,6 +249,7 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
     tally = Tally()
     results: list[bytes] = []
     ras: list[bytes] = []
+    evals: list[Any] = []
     for patient in sorted(records):
         rec = records[patient]
         if not task.all_patients and not in_cohort(rec):
@@ -257,8 +259,12 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
         results.append(key + orjson.dumps(json_lines.to_json(ev)) + b"\n")
         ras.append(key + orjson.dumps(fhir.risk_assessment(ev, mappings)) + b"\n")
         tally.add(str(ev.verdict), {name: str(r.status) for name, r in ev.criteria.items()})
+        if task.keep_evaluations:
+            evals.append(ev)
     wd = Path(task.workdir)
     name = bucket_name(task.bucket)
+    if task.keep_evaluations:
+        write_atomic(wd / f"{name}.evals", pickle.dumps(evals, protocol=pickle.HIGHEST_PROTOCOL))
     write_atomic(wd / f"{name}.results", b"".join(results))
     write_atomic(wd / f"{name}.ra", b"".join(ras))
     dup_errors.sort()
