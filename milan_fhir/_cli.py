@@ -226,6 +226,17 @@ def _add_cohort(subparsers: Any) -> argparse.ArgumentParser:
 COMMANDS: list[Callable[[Any], Any]] = [_add_evaluate, _add_cohort]
 
 
+def _add_server_commands(subparsers: Any) -> None:
+    """``evaluate --server URL --patient ID | --all-patients [--write-back]`` and ``upload PATH --server URL``
+    (milan_fhir/_client/_cli.py)."""
+    from ._client._cli import add_commands
+
+    add_commands(subparsers)
+
+
+COMMANDS.append(_add_server_commands)
+
+
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     from ._api import software_version
