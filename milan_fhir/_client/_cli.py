@@ -40,6 +40,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _extend_evaluate(subparsers: Any) -> None:
+    from ..errors import InputError
     p = subparsers.choices.get("evaluate")
     if p is None:  # pragma: no cover - the evaluate command is always registered first
         return
@@ -71,9 +72,7 @@ def _extend_evaluate(subparsers: Any) -> None:
         if args.server:
             return _run_server_evaluate(args, p)
         if args.patient or args.all_patients or args.write_back:
-            p.error("--patient, --all-patients and --write-back need --server URL")
-        if not args.path:
-            p.error("give PATH (a FHIR file or folder) or --server URL")
+            raise InputError("--patient, --all-patients and --write-back need --server URL")
         return local_run(args)
 
     p.set_defaults(run=run)
@@ -93,9 +92,9 @@ def _run_server_evaluate(args: argparse.Namespace, parser: argparse.ArgumentPars
     from ._server import evaluate_on_server, select_patients
 
     if args.path:
-        parser.error("give either PATH or --server, not both")
+        raise InputError("give either PATH or --server, not both")
     if bool(args.patient) == bool(args.all_patients):
-        parser.error("with --server, give --patient ID (one or more) or --all-patients")
+        raise InputError("with --server, give --patient ID (one or more) or --all-patients")
     as_of = _cli.parse_as_of(args.as_of)
     mappings = resolve_mappings(args.mappings or None)
     mappings.rule_set(args.rule_set)  # an unknown rule set fails before any request
