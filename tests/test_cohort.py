@@ -1,0 +1,245 @@
+"""Cohort screening (milan_fhir._cohort): same results as per-patient evaluation, deterministic across worker
+counts, bad lines reported and skipped, resumable without duplicates, CLI and summary."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+import milan_fhir
+from milan_fhir._cohort import Tally, render_text, run_cohort
+from milan_fhir._cohort import _run as cohort_run
+from milan_fhir._cohort._work import in_cohort
+from milan_fhir._domain import CRITERIA
+
+ROOT = Path(__file__).resolve().parent.parent
+AS_OF = "2026-01-15"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("generate_export", ROOT / "benchmarks" / "generate_export.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("generate_export", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def make_export(path: Path, **kw) -> Path:
+    opts = dict(patients=40, resources=20, net_fraction=0.4, seed=7, parts=2)
+    opts.update(kw)
+    _generator().generate(path, **opts)
+    return path
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    return make_export(tmp_path_factory.mktemp("export"))
+
+
+def _lines(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_all_patients_equal_per_patient_evaluate(export, tmp_path):
+    summary = run_cohort(export, tmp_path, as_of=AS_OF, workers=1, all_patients=True, chunk_bytes=4096)
+    expected = milan_fhir.evaluate(export, as_of=AS_OF)
+    assert len(expected) == 40
+    assert _lines(tmp_path / "results.ndjson") == [milan_fhir.to_json(ev) for ev in expected]
+    assert _lines(tmp_path / "risk-assessments.ndjson") == [milan_fhir.to_risk_assessment(ev) for ev in expected]
+    assert summary["tally"]["patients"] == 40
+    assert summary["patients_seen"] == 40
+
+
+def test_default_cohort_is_net_or_liver_metastasis_patients(export, tmp_path):
+    summary = run_cohort(export, tmp_path, as_of=AS_OF, workers=1)
+    expected = [ev for ev in milan_fhir.evaluate(export, as_of=AS_OF) if in_cohort(ev.record)]
+    assert 0 < len(expected) < 40
+    got = _lines(tmp_path / "results.ndjson")
+    assert got == [milan_fhir.to_json(ev) for ev in expected]
+    verdicts = {v: sum(1 for ev in expected if str(ev.verdict) == v) for v in ("eligible", "ineligible", "indeterminate")}
+    assert summary["tally"]["verdicts"] == verdicts
+    for name in CRITERIA:
+        for status in ("met", "not_met", "indeterminate"):
+            n = sum(1 for ev in expected if str(ev.criteria[name].status) == status)
+            assert summary["tally"]["criteria"][name][status] == n
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "report.html").exists()
+    assert not (tmp_path / cohort_run.WORK_DIR).exists()
+
+
+def test_same_bytes_with_one_or_two_workers(export, tmp_path):
+    outs = []
+    for w in (1, 2):
+        out = tmp_path / f"w{w}"
+        run_cohort(export, out, as_of=AS_OF, workers=w, chunk_bytes=8192)
+        outs.append(out)
+    for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson", "report.html"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    patients = [r["patient"] for r in _lines(outs[0] / "results.ndjson")]
+    assert patients == sorted(patients) and len(set(patients)) == len(patients)
+
+
+def test_gzip_and_mixed_files_give_the_same_results(export, tmp_path):
+    mixed = make_export(tmp_path / "mixed", gz=True, mixed=True)
+    assert all(p.name.endswith(".gz") for p in mixed.iterdir())
+    run_cohort(export, tmp_path / "a", as_of=AS_OF, workers=1)
+    run_cohort(mixed, tmp_path / "b", as_of=AS_OF, workers=1)
+    assert (tmp_path / "a" / "results.ndjson").read_bytes() == (tmp_path / "b" / "results.ndjson").read_bytes()
+
+
+def _observation_file(folder: Path) -> Path:
+    return sorted(folder.glob("Observation*.ndjson"))[0]
+
+
+def test_bad_lines_go_to_errors_and_the_run_goes_on(export, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(export, src)
+    obs = _observation_file(src)
+    lines = obs.read_bytes().split(b"\n")
+    # line 3: truncated JSON (a noise line); line 5: an invalid Ki-67 Observation; a blank line; junk at the end
+    lines[2] = lines[2][: len(lines[2]) // 2]
+    bad_ki67 = {"resourceType": "Observation", "id": "bad-ki67", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "29593-1"}]},
+                "subject": {"reference": "Patient/p07-0000001"}, "effectiveDateTime": "not-a-date",
+                "valueQuantity": {"value": 5, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}
+    lines.insert(4, orjson.dumps(bad_ki67))
+    lines.insert(6, b"")
+    lines.append(b"[1, 2, 3]")
+    obs.write_bytes(b"\n".join(lines) + b"\n")
+    (src / "README.txt").write_text("not NDJSON\n")
+
+    summary = run_cohort(src, tmp_path / "out", as_of=AS_OF, workers=2, chunk_bytes=2048)
+    errors = _lines(tmp_path / "out" / "errors.ndjson")
+    by_line = {(Path(e["file"]).name, e["line"]): e for e in errors}
+    assert by_line[(obs.name, 3)]["reason"].startswith("malformed line")
+    assert by_line[(obs.name, 5)]["resource"] == "Observation/bad-ki67"
+    assert "effectiveDateTime" in (by_line[(obs.name, 5)]["field"] or "") + by_line[(obs.name, 5)]["reason"]
+    last = len(lines) - (1 if lines[-1] == b"" else 0)
+    assert by_line[(obs.name, last)]["reason"].startswith("malformed line")
+    assert any(e["file"].endswith("README.txt") and "skipped" in e["reason"] for e in errors)
+    assert summary["errors"] == len(errors) == 4
+    # everything else was evaluated as before
+    clean = run_cohort(export, tmp_path / "clean", as_of=AS_OF, workers=1)
+    assert summary["tally"]["patients"] == clean["tally"]["patients"]
+
+
+def test_duplicate_resource_is_reported_once_and_counted_once(export, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(export, src)
+    cond = sorted(src.glob("Condition*.ndjson"))[0]
+    first = next(l for l in cond.read_bytes().splitlines() if b"-nelm" in l)
+    (src / "extra.ndjson").write_bytes(first + b"\n")
+    run_cohort(src, tmp_path / "out", as_of=AS_OF, workers=1)
+    errors = _lines(tmp_path / "out" / "errors.ndjson")
+    assert len(errors) == 1 and "more than once" in errors[0]["reason"] and errors[0]["file"].endswith("extra.ndjson")
+    run_cohort(export, tmp_path / "clean", as_of=AS_OF, workers=1)
+    assert (tmp_path / "out" / "results.ndjson").read_bytes() == (tmp_path / "clean" / "results.ndjson").read_bytes()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_without_duplicates(export, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    reference = run_cohort(export, tmp_path / "ref", as_of=AS_OF, workers=1, chunk_bytes=8192)
+    real = cohort_run.evaluate_bucket
+    calls = []
+
+    def flaky(task):
+        calls.append(task.bucket)
+        if len(calls) == 3:
+            raise _Stop("interrupted")
+        return real(task)
+
+    monkeypatch.setattr(cohort_run, "evaluate_bucket", flaky)
+    with pytest.raises(_Stop):
+        run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192)
+    assert not (out / "summary.json").exists()
+    assert (out / cohort_run.WORK_DIR / "manifest.json").exists()
+
+    scans = []
+    real_scan = cohort_run.scan_chunk
+    monkeypatch.setattr(cohort_run, "scan_chunk", lambda t: scans.append(t) or real_scan(t))
+    calls.clear()
+    monkeypatch.setattr(cohort_run, "evaluate_bucket", lambda t: calls.append(t.bucket) or real(t))
+    summary = run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192, resume=True)
+    assert summary["run"]["resumed"] is True
+    assert scans == []  # every chunk was finished before the interruption
+    assert calls == [2, 3]  # buckets 0 and 1 were finished before the interruption
+    for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson"):
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    # and again from scratch into the same folder: replaced, not appended
+    run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192)
+    results = _lines(out / "results.ndjson")
+    assert len(results) == reference["tally"]["patients"] == len({r["patient"] for r in results})
+
+
+def test_resume_with_changed_inputs_starts_from_scratch(export, tmp_path, monkeypatch, capsys):
+    src = tmp_path / "src"
+    shutil.copytree(export, src)
+    out = tmp_path / "out"
+    monkeypatch.setattr(cohort_run, "evaluate_bucket", lambda t: (_ for _ in ()).throw(_Stop()))
+    with pytest.raises(_Stop):
+        run_cohort(src, out, as_of=AS_OF, workers=1)
+    monkeypatch.undo()
+    with open(sorted(src.glob("Patient*.ndjson"))[0], "ab") as fh:
+        fh.write(b'{"resourceType":"Patient","id":"late-arrival","birthDate":"1970-01-01"}\n')
+    summary = run_cohort(src, out, as_of=AS_OF, workers=1, resume=True)
+    assert summary["run"]["resumed"] is False
+    assert "starting from scratch" in capsys.readouterr().err
+    assert summary["patients_seen"] == 41
+
+
+def test_tally_flow():
+    met = dict.fromkeys(CRITERIA, "met")
+    rows = [
+        ("eligible", met),
+        ("ineligible", {**met, "age": "not_met", "low_grade": "not_met"}),  # leaves at age only
+        ("ineligible", {**met, "liver_burden": "not_met"}),
+        ("indeterminate", {**met, "low_grade": "indeterminate"}),
+        ("ineligible", {**met, "age": "indeterminate", "stable_disease": "not_met"}),
+    ]
+    t = Tally.of(rows)
+    flow = {s["criterion"]: s for s in t.flow()}
+    assert flow["age"] == {"criterion": "age", "entering": 5, "lost": 1, "remaining": 4, "indeterminate": 1}
+    assert flow["low_grade"]["lost"] == 0 and flow["low_grade"]["indeterminate"] == 1
+    assert flow["liver_burden"]["lost"] == 1 and flow["stable_disease"]["lost"] == 1
+    assert flow["no_extrahepatic_disease"]["remaining"] == 2
+    assert t.criteria["low_grade"] == {"met": 3, "not_met": 1, "indeterminate": 1}
+    other = Tally.of(rows[:2])
+    other.merge(Tally.of(rows[2:]))
+    assert other.as_dict() == t.as_dict()
+
+
+def test_cli_prints_the_summary(export, tmp_path, capsys):
+    from milan_fhir._cli import main
+
+    rc = main(["cohort", str(export), "--out", str(tmp_path / "o"), "--as-of", AS_OF, "--workers", "1",
+               "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    summary = orjson.loads((tmp_path / "o" / "summary.json").read_bytes())
+    assert "Flow (a patient leaves at the first criterion not met" in out
+    assert f"{summary['tally']['patients']} in the cohort" in out
+    assert render_text(summary) in out
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from milan_fhir._cli import main
+
+    assert main(["cohort", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file or folder" in err[0]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("hello")
+    assert main(["cohort", str(empty), "--out", str(tmp_path / "o")]) == 2
+    assert "holds no NDJSON files" in capsys.readouterr().err
+    assert main(["cohort", "--out", str(tmp_path / "o"), "--group", "g"]) == 2
+    assert "--group needs --server" in capsys.readouterr().err
