@@ -149,7 +149,10 @@ def _flow_svg(s: dict[str, Any]) -> str:
     y += row_h
     v = t["verdicts"]
     out.append(f'<text x="0" y="{y + row_h / 2 + 4:.0f}" font-weight="bold">Within Milan</text>')
-    bar(y, 0, bar_w * v["eligible"] / cohort, COLOURS["met"], "flow-eligible", f"{v['eligible']} eligible")
+    elig_w = bar_w * v["eligible"] / cohort
+    bar(y, 0, elig_w, COLOURS["met"], "flow-eligible", f"{v['eligible']} within Milan: every criterion met")
+    bar(y, elig_w, bar_w * v["indeterminate"] / cohort, COLOURS["indeterminate"], "flow-possible",
+        f"{v['indeterminate']} possibly within Milan: data missing")
     out.append(
         f'<text x="{label_w + bar_w + 8}" y="{y + row_h / 2 + 4:.0f}" font-weight="bold">{_n(v["eligible"])} '
         f'({_pct(v["eligible"], t["patients"])})</text>'
