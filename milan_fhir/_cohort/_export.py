@@ -35,6 +35,7 @@ _CHUNK = 1 << 20
 @dataclass
 class ExportResult:
     files: list[Path] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # where the server keeps the files (output then error)
     error_files: list[Path] = field(default_factory=list)
     status_url: str = ""
     transaction_time: str | None = None
@@ -122,11 +123,13 @@ def bulk_export(
     for item in outputs:
         rtype = str(item.get("type") or "Resource")
         counts[rtype] = counts.get(rtype, 0) + 1
+        result.urls.append(item["url"])
         result.files.append(_download(client, item["url"], out / f"{rtype}-{counts[rtype]}.ndjson"))
     if errors:
         err_dir = out.parent / f"{out.name}-errors"
         err_dir.mkdir(parents=True, exist_ok=True)
         for i, item in enumerate(errors, 1):
+            result.urls.append(item["url"])
             result.error_files.append(_download(client, item["url"], err_dir / f"OperationOutcome-{i}.ndjson"))
         log(f"the server reported export errors: see {err_dir}")
     try:  # the files are ours now: let the server clean up (optional in the IG; failures do not matter)
