@@ -25,7 +25,7 @@ def _resources(folder: Path, prefix: str, tag) -> list[dict]:
     resources we do not upload (encounters, organisations) removed."""
     out = []
     for f in sorted(folder.iterdir()):
-        if f.name.split("-")[0] not in RULE_TYPES:
+        if f.name.split("-")[0].split(".")[0] not in RULE_TYPES:
             continue
         for line in f.read_bytes().splitlines():
             line = line.replace(b"p07-", f"p{prefix}-".encode())

@@ -21,7 +21,8 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -69,23 +70,46 @@ def _progress_bar(enabled: bool, **kw: Any) -> Any:
 
 
 def _executor(workers: int) -> Executor | None:
+    """The helper processes: ``workers - 1`` of them, since the main process works too (see :func:`_run_all`)."""
     if workers <= 1:
         return None
     method = os.environ.get("MILAN_FHIR_MP_START") or "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context(method))
 
 
-def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], on_done: Callable[[Any], None]) -> None:
-    if pool is None:
+def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], on_done: Callable[[Any], None],
+             helpers: int = 0) -> None:
+    """Run every task; ``on_done`` gets each result (in completion order: callers must not depend on it).
+
+    With a pool, the main process is one of the workers: the helpers are kept fed with a few queued tasks each
+    (taken from the end of the list) while the main process runs tasks from the front itself. A helper's
+    start-up (spawn: a fresh interpreter importing milan-fhir) is then hidden behind useful work.
+    """
+    if pool is None or not tasks:
         for t in tasks:
             on_done(fn(t))
         return
-    futures = [pool.submit(fn, t) for t in tasks]
-    try:
-        for f in as_completed(futures):
+    pending = deque(tasks)
+    running: set[Future[Any]] = set()
+    queued_per_helper = 3
+
+    def collect(done: Iterable[Future[Any]]) -> None:
+        for f in list(done):
+            running.discard(f)
             on_done(f.result())
+
+    try:
+        while pending or running:
+            collect([f for f in running if f.done()])
+            while pending and len(running) < queued_per_helper * helpers:
+                running.add(pool.submit(fn, pending.pop()))
+            if pending:
+                on_done(fn(pending.popleft()))
+            elif running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                collect(done)
     except BaseException:
-        for f in futures:
+        for f in running:
             f.cancel()
         raise
 
@@ -247,7 +271,7 @@ def run_cohort(
             bar.update(res.nbytes)
 
         t_pool = time.perf_counter()
-        _run_all(pool, scan_chunk, todo, scanned)
+        _run_all(pool, scan_chunk, todo, scanned, workers - 1)
         bar.close()
         t_scan = time.perf_counter()
 
@@ -279,7 +303,7 @@ def run_cohort(
             results[res.bucket] = res
             bar2.update(1)
 
-        _run_all(pool, evaluate_bucket, tasks, evaluated)
+        _run_all(pool, evaluate_bucket, tasks, evaluated, workers - 1)
         bar2.close()
         t_eval = time.perf_counter()
 
@@ -300,7 +324,7 @@ def run_cohort(
                     wb_counts[k] += v
                 bar3.update(1)
 
-            _run_all(pool, write_back_bucket, wb_tasks, written)
+            _run_all(pool, write_back_bucket, wb_tasks, written, workers - 1)
             bar3.close()
 
     # ---- merge and report
