@@ -142,7 +142,13 @@ class FhirClient:
                     "only for a test server",
                     url=self.base_url,
                 ) from None
-            except requests.exceptions.Timeout:
+            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+                if not isinstance(exc, requests.exceptions.Timeout) and "timed out" not in str(exc).lower():
+                    raise FhirConnectionError(
+                        f"cannot reach the FHIR server at {self.base_url} for {method} {_what(url)}{self._after()}: "
+                        f"{_reason(exc)}",
+                        url=self.base_url,
+                    ) from None
                 raise FhirConnectionError(
                     f"the FHIR server at {self.base_url} did not answer {method} {_what(url)} within "
                     f"{self.timeout:g} s{self._after()}",
