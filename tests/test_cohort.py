@@ -84,6 +84,15 @@ def test_same_bytes_with_one_or_two_workers(export, tmp_path):
     assert patients == sorted(patients) and len(set(patients)) == len(patients)
 
 
+def test_spawned_helpers_give_the_same_bytes(export, tmp_path, monkeypatch):
+    """Helpers started with spawn (the default off Linux) work and agree with the forked ones."""
+    run_cohort(export, tmp_path / "fork", as_of=AS_OF, workers=2, chunk_bytes=8192)
+    monkeypatch.setenv("MILAN_FHIR_MP_START", "spawn")
+    run_cohort(export, tmp_path / "spawn", as_of=AS_OF, workers=2, chunk_bytes=8192)
+    for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson"):
+        assert (tmp_path / "fork" / name).read_bytes() == (tmp_path / "spawn" / name).read_bytes(), name
+
+
 def test_gzip_and_mixed_files_give_the_same_results(export, tmp_path):
     mixed = make_export(tmp_path / "mixed", gz=True, mixed=True)
     assert all(p.name.endswith(".gz") for p in mixed.iterdir())

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from .._mappings import Mappings, default_mappings, load_mappings
+from .._mappings import Mappings
 from ..errors import InputError
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
@@ -37,6 +37,7 @@ from ._tally import Tally
 from ._writeback import ACTIONS, WriteBackTask, write_back_bucket
 from ._work import (
     BucketTask,
+    _mappings,
     ScanTask,
     bucket_name,
     chunk_name,
@@ -69,11 +70,36 @@ def _progress_bar(enabled: bool, **kw: Any) -> Any:
     return tqdm(file=sys.stderr, disable=not enabled, dynamic_ncols=True, leave=False, **kw)
 
 
+def _start_method() -> str:
+    """``fork`` where it exists and is the platform's tradition (Linux): helpers then start in milliseconds with
+    everything already imported and loaded; elsewhere ``spawn``. Everything the helpers run is spawn-safe
+    (top-level functions, picklable tasks, state loaded on first use); ``MILAN_FHIR_MP_START`` overrides."""
+    wanted = os.environ.get("MILAN_FHIR_MP_START", "").strip()
+    if wanted:
+        return wanted
+    return "fork" if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _warm_up(layers: tuple[str, ...]) -> None:
+    """Import and load in this process what both stages use (inherited by forked helpers, needed here anyway)."""
+    from .. import _evaluate  # noqa: F401
+    from .._adapters import _validate
+    from .._writers import fhir  # noqa: F401
+    from ._work import _mappings
+
+    _mappings(layers)
+    for rtype in ("Patient", "Observation", "Condition", "Procedure"):
+        _validate._model(rtype)
+
+
 def _executor(workers: int) -> Executor | None:
     """The helper processes: ``workers - 1`` of them, since the main process works too (see :func:`_run_all`)."""
     if workers <= 1:
         return None
-    method = os.environ.get("MILAN_FHIR_MP_START") or "spawn"
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no tqdm monitor thread in a process that forks
+    method = _start_method()
     return ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context(method))
 
 
@@ -221,7 +247,7 @@ def run_cohort(
     """
     t0 = time.perf_counter()
     layers = tuple(str(Path(p).resolve()) for p in mappings)
-    m: Mappings = load_mappings(*layers) if layers else default_mappings()
+    m: Mappings = _mappings(layers)
     rules = m.rule_set(rule_set)
     day = _as_date(as_of)
     outp = Path(out)
@@ -247,6 +273,7 @@ def run_cohort(
     # summary.json is written last: while it is absent, the outputs are not those of one complete run
     (outp / "summary.json").unlink(missing_ok=True)
     workers = max(1, int(workers))
+    _warm_up(layers)
 
     with ExitStack() as stack:
         pool = _executor(workers)
