@@ -38,6 +38,7 @@ _TYPES = (b'"Observation"', b'"Condition"', b'"Procedure"')
 _TYPE_NAMES = frozenset((b"Observation", b"Condition", b"Procedure"))
 _TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]+)"')
 _FAST_HEAD = b'{"resourceType":"'
+_SEEN_MAX = 100_000  # distinct code values remembered per prefilter
 _CODE_VALUE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
 
 
@@ -55,6 +56,7 @@ class RawPrefilter:
             for entry in mappings.codes_of(section):
                 keys.add(_key(entry.code.encode("utf-8")))
         self._keys = frozenset(keys)
+        self._seen: dict[bytes, bool] = {}
 
     def wants(self, line: bytes) -> bool:
         rtype = _leading_type(line)
@@ -67,9 +69,16 @@ class RawPrefilter:
             return True
         elif rtype not in _TYPE_NAMES:
             return False
-        keys = self._keys
+        # code values repeat across an export (units, categories, the same lab codes): remember each value's
+        # answer (bounded), so most values cost one dict look-up instead of three bytes operations
+        seen = self._seen
         for value in _CODE_VALUE.findall(line):
-            if _key(value) in keys:
+            hit = seen.get(value)
+            if hit is None:
+                hit = _key(value) in self._keys
+                if len(seen) < _SEEN_MAX:
+                    seen[value] = hit
+            if hit:
                 return True
         return False
 
