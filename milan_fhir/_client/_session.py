@@ -179,8 +179,9 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+#: the loggers that see HTTP traffic; other milan-fhir loggers (input warnings naming the resource to fix) stay as
+#: they are
 _REDACTED_LOGGERS = (
-    "milan_fhir",
     "milan_fhir.client",
     "urllib3.connectionpool",
     "urllib3.util.retry",
