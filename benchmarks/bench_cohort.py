@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         first = first or tput
         peak_main = max(r["main_mb"] for r in runs[key])
         peak_worker = max(r["worker_mb"] for r in runs[key])
-        bound = peak_main + (w * peak_worker if w > 1 else 0)
+        bound = peak_main + (w - 1) * peak_worker  # the main process works too, beside w - 1 helpers
         print(f"(b) cohort, {w} process{'es' if w > 1 else '  '}                     : {tput:>10,.0f} lines/s  "
               f"({med(key):.2f} s)  (b)/(a) = {tput / base:.2f}")
         print(f"    peak RSS: main {peak_main:,.0f} MB, largest worker {peak_worker:,.0f} MB, "
