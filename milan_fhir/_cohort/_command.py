@@ -108,11 +108,14 @@ def run(args: argparse.Namespace) -> int:
         if not result.files:
             raise InputError("the server's export holds no files (no Patient, Condition, Observation or Procedure?)",
                              file=args.server)
-    summary = run_cohort(
-        source, args.out, as_of=as_of, rule_set=args.rule_set, mappings=args.mappings, workers=args.workers,
-        resume=args.resume, progress=progress, all_patients=args.all_patients,
-        write_back={"base_url": wb_url, "token": token} if args.write_back else None,
-    )
+    try:
+        summary = run_cohort(
+            source, args.out, as_of=as_of, rule_set=args.rule_set, mappings=args.mappings, workers=args.workers,
+            resume=args.resume, progress=progress, all_patients=args.all_patients,
+            write_back={"base_url": wb_url, "token": token} if args.write_back else None,
+        )
+    except OSError as exc:  # a full disk, a folder we may not write to: the user can fix it
+        raise InputError(f"cannot read or write: {exc.strerror or exc}", file=str(exc.filename or args.out)) from None
     print(render_text(summary))
     if "write_back" in summary:
         wb = summary["write_back"]
