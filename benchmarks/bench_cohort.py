@@ -36,11 +36,21 @@ def _maxrss_mb(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0  # Linux: kilobytes
 
 
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process and of its finished children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
+
+
 def child_parse(export: str) -> dict:
     import orjson
 
     files = sorted(p for p in Path(export).iterdir() if p.is_file() and not p.name.startswith("."))
     t = time.perf_counter()
+    cpu = _cpu()
     n = 0
     loads = orjson.loads
     for p in files:
@@ -55,7 +65,8 @@ def child_parse(export: str) -> dict:
                 loads(line)
                 n += 1
     secs = time.perf_counter() - t
-    return {"seconds": secs, "lines": n, "main_mb": _maxrss_mb(resource.RUSAGE_SELF), "worker_mb": 0.0}
+    return {"seconds": secs, "cpu": _cpu() - cpu, "lines": n, "main_mb": _maxrss_mb(resource.RUSAGE_SELF),
+            "worker_mb": 0.0}
 
 
 def child_cohort(export: str, workers: int, out: str, profile: str | None) -> dict:
@@ -69,6 +80,7 @@ def child_cohort(export: str, workers: int, out: str, profile: str | None) -> di
         prof = Profiler()
         prof.start()
     t = time.perf_counter()
+    cpu = _cpu()
     summary = run_cohort(export, out, as_of=AS_OF, workers=workers)
     secs = time.perf_counter() - t
     if prof is not None:
@@ -76,6 +88,7 @@ def child_cohort(export: str, workers: int, out: str, profile: str | None) -> di
         Path(profile).write_text(prof.output_text(unicode=False, color=False, show_all=False))
     return {
         "seconds": secs,
+        "cpu": _cpu() - cpu,
         "lines": summary["lines"],
         "main_mb": _maxrss_mb(resource.RUSAGE_SELF),
         "worker_mb": _maxrss_mb(resource.RUSAGE_CHILDREN),
@@ -137,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(p.stat().st_size for p in Path(export).iterdir() if p.is_file())
     workers = [int(w) for w in a.workers.split(",")]
     runs: dict[str, list[dict]] = {"parse": []} | {f"cohort-{w}": [] for w in workers}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="milan-bench-") as tmp:
         for i in range(a.repeat):
             runs["parse"].append(run_variant("parse", export, 1, tmp))
@@ -153,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     base = lines / med("parse")
     print(f"export: {export} ({size / 1e6:,.0f} MB, {lines:,} lines); median of {a.repeat} runs; "
           f"{os.cpu_count()} CPUs")
-    print(f"(a) read + orjson.loads every line, 1 process : {base:>10,.0f} lines/s  ({med('parse'):.2f} s)")
+    print(f"(a) read + orjson.loads every line, 1 process : {base:>10,.0f} lines/s  ({med('parse'):.2f} s, "
+          f"{med('parse', 'cpu'):.2f} CPU s)")
     first = None
     for w in workers:
         key = f"cohort-{w}"
@@ -163,12 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         peak_worker = max(r["worker_mb"] for r in runs[key])
         bound = peak_main + (w - 1) * peak_worker  # the main process works too, beside w - 1 helpers
         print(f"(b) cohort, {w} process{'es' if w > 1 else '  '}                     : {tput:>10,.0f} lines/s  "
-              f"({med(key):.2f} s)  (b)/(a) = {tput / base:.2f}")
+              f"({med(key):.2f} s, {med(key, 'cpu'):.2f} CPU s)  (b)/(a) = {tput / base:.2f}")
         print(f"    peak RSS: main {peak_main:,.0f} MB, largest worker {peak_worker:,.0f} MB, "
               f"sum bound {bound:,.0f} MB; cohort {runs[key][0]['cohort']} patients {runs[key][0]['verdicts']}")
     if len(workers) > 1:
         one, two = f"cohort-{workers[0]}", f"cohort-{workers[1]}"
-        print(f"scaling {workers[0]} -> {workers[1]} processes: {med(one) / med(two):.2f}x")
+        print(f"scaling {workers[0]} -> {workers[1]} processes: {med(one) / med(two):.2f}x "
+              f"(CPU seconds {med(one, 'cpu'):.2f} -> {med(two, 'cpu'):.2f}; load average before the run "
+              f"{load_before:.1f}, after {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     return 0
 
 
