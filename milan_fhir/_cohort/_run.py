@@ -58,6 +58,7 @@ ALL_PATIENTS_DEFINITION = "every patient in the export"
 MANIFEST_VERSION = 1
 _BUCKET_INPUT_BYTES = 64 << 20
 _MAX_BUCKETS = 256
+_MAX_CHUNK_BYTES = 512 << 20
 
 
 def _buckets_for(total_bytes: int) -> int:
@@ -233,7 +234,7 @@ def run_cohort(
     resume: bool = False,
     progress: bool = False,
     all_patients: bool = False,
-    chunk_bytes: int = CHUNK_BYTES,
+    chunk_bytes: int | None = None,
     write_back: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Screen every patient of an NDJSON export folder (or file); write the outputs into ``out``.
@@ -255,8 +256,10 @@ def run_cohort(
         raise InputError("the output path exists and is not a folder", file=str(outp))
     outp.mkdir(parents=True, exist_ok=True)
     files, skipped = find_files(source, exclude={outp / name for name in (*OUTPUT_FILES, WRITE_BACK_FILE)})
-    chunks = plan_chunks(files, chunk_bytes)
     total_bytes = sum(f.size for f in files)
+    if chunk_bytes is None:  # about 512 chunks at most (memory does not depend on it: lines are read in blocks)
+        chunk_bytes = min(_MAX_CHUNK_BYTES, max(CHUNK_BYTES, total_bytes // 512))
+    chunks = plan_chunks(files, chunk_bytes)
     buckets = _buckets_for(total_bytes)
     manifest = {
         "version": MANIFEST_VERSION,
