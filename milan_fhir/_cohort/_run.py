@@ -313,7 +313,7 @@ def run_cohort(
             running[ch.path] = line0[ch.index] + scans[ch.index][0].lines
 
         # ---- stage 2: evaluate
-        chunk_meta = tuple((ch.index, ch.path, line0[ch.index], 0) for ch in chunks)
+        chunk_meta = tuple((ch.index, ch.path, line0[ch.index]) for ch in chunks)
         results: dict[int, Any] = {}
         tasks = []
         for b in range(buckets):

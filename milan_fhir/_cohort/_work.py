@@ -195,7 +195,7 @@ def _key(obj: Any) -> str | None:
 class BucketTask:
     bucket: int
     workdir: str
-    chunks: tuple[tuple[int, str, int, int], ...]  # (chunk index, file, first line number - 1, section offset/len...)
+    chunks: tuple[tuple[int, str, int], ...]  # (chunk index, file, lines of the file before the chunk)
     sections: tuple[tuple[int, int], ...]  # (offset, length) of this bucket's section in each chunk's facts
     as_of: dt.date
     rule_set: str | None
@@ -216,7 +216,7 @@ def bucket_name(bucket: int) -> str:
     return f"b{bucket:05d}"
 
 
-def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int, int], list[tuple[Any, int]]]]:
+def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int], list[tuple[Any, int]]]]:
     wd = Path(task.workdir)
     for meta, (offset, length) in zip(task.chunks, task.sections):
         if not length:
@@ -235,7 +235,7 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
     rules = mappings.rule_set(task.rule_set)
     records: dict[str, PatientRecord] = {}
     dup_errors: list[tuple[str, bytes]] = []
-    for (ci, file, line0, _), section in _sections(task):
+    for (ci, file, line0), section in _sections(task):
         for ad, rel in section:
             rec = records.get(ad.patient)
             if rec is None:
