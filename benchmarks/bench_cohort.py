@@ -97,6 +97,33 @@ def child_cohort(export: str, workers: int, out: str, profile: str | None) -> di
     }
 
 
+def _idle_fraction(seconds: float = 1.0) -> float | None:
+    """Share of CPU time idle over ``seconds`` (Linux /proc/stat), None elsewhere."""
+    def sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        return fields[3] + fields[4], sum(fields)
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    if a is None or b is None or b[1] == a[1]:
+        return None
+    return (b[0] - a[0]) / (b[1] - a[1])
+
+
+def wait_for_quiet(threshold: float, limit: float) -> float | None:
+    """Wait (at most ``limit`` s) until the machine's CPUs are at least ``threshold`` idle; return the idle share."""
+    deadline = time.monotonic() + limit
+    idle = _idle_fraction()
+    while idle is not None and idle < threshold and time.monotonic() < deadline:
+        idle = _idle_fraction()
+    return idle
+
+
 def run_variant(kind: str, export: str, workers: int, out: str, profile: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--dir", export, "--child-workers", str(workers),
            "--child-out", out]
@@ -133,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", default="1,2", help="comma-separated worker counts for (b)")
     ap.add_argument("--profile", help="write a pyinstrument profile of the 1-process cohort run to this file")
+    ap.add_argument("--quiet", type=float, default=0.0, metavar="SHARE",
+                    help="on a shared machine: before each variant wait (at most 120 s) until this share of the "
+                         "CPUs is idle, e.g. 0.9")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
@@ -152,10 +182,20 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {"parse": []} | {f"cohort-{w}": [] for w in workers}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="milan-bench-") as tmp:
+        idle_seen: list[float] = []
+
+        def quiet() -> None:
+            if a.quiet:
+                idle = wait_for_quiet(a.quiet, 120.0)
+                if idle is not None:
+                    idle_seen.append(idle)
+
         for i in range(a.repeat):
+            quiet()
             runs["parse"].append(run_variant("parse", export, 1, tmp))
             for w in workers:
                 prof = a.profile if (a.profile and w == 1 and i == 0) else None
+                quiet()
                 runs[f"cohort-{w}"].append(run_variant("cohort", export, w, str(Path(tmp) / f"out-{w}"), prof))
             print(f"  round {i + 1}/{a.repeat}: " + ", ".join(
                 f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), file=sys.stderr)
@@ -163,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     def med(key: str, field: str = "seconds") -> float:
         return statistics.median(r[field] for r in runs[key])
 
+    if a.quiet and idle_seen:
+        print(f"CPU idle before the variants: {min(idle_seen):.0%} to {max(idle_seen):.0%}")
     lines = runs["parse"][0]["lines"]
     base = lines / med("parse")
     print(f"export: {export} ({size / 1e6:,.0f} MB, {lines:,} lines); median of {a.repeat} runs; "

@@ -170,7 +170,7 @@ def test_interrupted_run_resumes_without_duplicates(export, tmp_path, monkeypatc
     with pytest.raises(_Stop):
         run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192)
     assert not (out / "summary.json").exists()
-    assert (out / cohort_run.WORK_DIR / "manifest.json").exists()
+    buckets = orjson.loads((out / cohort_run.WORK_DIR / "manifest.json").read_bytes())["buckets"]
 
     scans = []
     real_scan = cohort_run.scan_chunk
@@ -180,7 +180,7 @@ def test_interrupted_run_resumes_without_duplicates(export, tmp_path, monkeypatc
     summary = run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192, resume=True)
     assert summary["run"]["resumed"] is True
     assert scans == []  # every chunk was finished before the interruption
-    assert calls == [2, 3]  # buckets 0 and 1 were finished before the interruption
+    assert calls == list(range(2, buckets))  # buckets 0 and 1 were finished before the interruption
     for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson"):
         assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     # and again from scratch into the same folder: replaced, not appended

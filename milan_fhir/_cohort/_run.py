@@ -57,12 +57,13 @@ COHORT_DEFINITION = "patients with a primary neuroendocrine tumour or liver meta
 ALL_PATIENTS_DEFINITION = "every patient in the export"
 MANIFEST_VERSION = 1
 _BUCKET_INPUT_BYTES = 64 << 20
+_MIN_BUCKETS = 16  # enough tasks to keep every process busy in stage 2
 _MAX_BUCKETS = 256
 _MAX_CHUNK_BYTES = 512 << 20
 
 
 def _buckets_for(total_bytes: int) -> int:
-    return max(4, min(_MAX_BUCKETS, math.ceil(total_bytes / _BUCKET_INPUT_BYTES)))
+    return max(_MIN_BUCKETS, min(_MAX_BUCKETS, math.ceil(total_bytes / _BUCKET_INPUT_BYTES)))
 
 
 def _progress_bar(enabled: bool, **kw: Any) -> Any:
@@ -108,32 +109,38 @@ def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], 
              helpers: int = 0) -> None:
     """Run every task; ``on_done`` gets each result (in completion order: callers must not depend on it).
 
-    With a pool, the main process is one of the workers: the helpers are kept fed with a few queued tasks each
-    (taken from the end of the list) while the main process runs tasks from the front itself. A helper's
-    start-up (spawn: a fresh interpreter importing milan-fhir) is then hidden behind useful work.
+    With a pool, the main process is one of the workers: the helpers are kept fed with a couple of queued tasks
+    each (taken from the end of the list) while the main process runs tasks from the front itself. A helper's
+    start-up is then hidden behind useful work; and when nothing is left to start, the main process takes back
+    the queued tasks no helper has begun, so that no process idles while others still have a queue.
     """
     if pool is None or not tasks:
         for t in tasks:
             on_done(fn(t))
         return
     pending = deque(tasks)
-    running: set[Future[Any]] = set()
-    queued_per_helper = 3
+    running: dict[Future[Any], Any] = {}
+    queued_per_helper = 2
 
     def collect(done: Iterable[Future[Any]]) -> None:
         for f in list(done):
-            running.discard(f)
+            running.pop(f, None)
             on_done(f.result())
 
     try:
         while pending or running:
             collect([f for f in running if f.done()])
             while pending and len(running) < queued_per_helper * helpers:
-                running.add(pool.submit(fn, pending.pop()))
+                task = pending.pop()
+                running[pool.submit(fn, task)] = task
             if pending:
                 on_done(fn(pending.popleft()))
+                continue
+            stolen = next((f for f in reversed(list(running)) if f.cancel()), None)
+            if stolen is not None:
+                on_done(fn(running.pop(stolen)))
             elif running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 collect(done)
     except BaseException:
         for f in running:
