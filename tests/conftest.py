@@ -58,3 +58,5 @@ def fhir_run_tag(hapi_base_url):
         return
     if result["remaining"]:
         warnings.warn(f"test data tagged {tag.token} still on {hapi_base_url}: {result['remaining']}")
+    if result["expunge_error"]:
+        warnings.warn(f"test data tagged {tag.token} deleted but not all expunged: {result['expunge_error']}")

@@ -19,6 +19,7 @@ What is here:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -59,6 +60,8 @@ START_TIMEOUT_S = 180
 DEFAULT_JAVA_OPTS = ("-Xmx1g", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
 
 FHIR_JSON = "application/fhir+json"
+
+log = logging.getLogger("milan_fhir.tests.hapi")
 
 
 class HapiUnavailable(RuntimeError):
@@ -336,13 +339,23 @@ def _order(types: Iterable[str]) -> list[str]:
     return sorted(dict.fromkeys(types), key=lambda t: (rank.get(t, -1), t))
 
 
+def _call(s: requests.Session, method: str, url: str, **kw) -> requests.Response:
+    """One request, timed: DEBUG log for each, WARNING when slow (purge runs in teardown, where hangs hide)."""
+    t0 = time.monotonic()
+    r = s.request(method, url, **kw)
+    took = time.monotonic() - t0
+    level = logging.WARNING if took > 10 else logging.DEBUG
+    log.log(level, "purge: %s %s %s -> %s in %.1f s", method, url, kw.get("params") or "", r.status_code, took)
+    return r
+
+
 def _search_ids(s: requests.Session, base_url: str, rtype: str, token: str, timeout: float) -> list[str]:
     ids: list[str] = []
     url: str | None = f"{base_url}/{rtype}"
     params: dict | None = {"_tag": token, "_elements": "id", "_count": "500"}
     pages = 0
     while url and pages < 100:
-        r = s.get(url, params=params, headers={"Accept": FHIR_JSON, "Cache-Control": "no-cache"}, timeout=timeout)
+        r = _call(s, "GET", url, params=params, headers={"Accept": FHIR_JSON, "Cache-Control": "no-cache"}, timeout=timeout)
         if r.status_code != 200:
             return ids
         bundle = r.json()
@@ -353,6 +366,19 @@ def _search_ids(s: requests.Session, base_url: str, rtype: str, token: str, time
     return ids
 
 
+#: ids per batch Bundle of DELETEs (a batch runs each entry in its own transaction: linear time, where HAPI's
+#: conditional delete of N resources in one transaction takes O(N^2): 600 Observations 44 s against 2 s)
+_DELETE_CHUNK = 100
+
+_EXPUNGE_PARAMS = {
+    "resourceType": "Parameters",
+    "parameter": [
+        {"name": "expungeDeletedResources", "valueBoolean": True},
+        {"name": "expungePreviousVersions", "valueBoolean": True},
+    ],
+}
+
+
 def purge(
     base_url: str,
     tag: RunTag | str | tuple[str, str],
@@ -360,19 +386,24 @@ def purge(
     types: Iterable[str] | None = None,
     expunge: bool = True,
     session: requests.Session | None = None,
-    timeout: float = 60,
+    timeout: float = 300,
     max_passes: int = 6,
+    expunge_retry_s: float = 45,
 ) -> dict:
     """Deletes every resource carrying ``tag`` and (``expunge=True``) expunges it, leaving no history behind.
 
     ``types`` limits the resource types looked at (default: every type the CapabilityStatement can delete).
-    Conditional deletes per type (``DELETE Type?_tag=system|code``), repeated over several passes so that
-    resources referenced by other tagged resources go once their referrers are gone; a server that refuses
-    multiple deletes gets one ``DELETE`` per id. Then ``Type/id/$expunge`` for every deleted id (best effort:
-    a server with expunge disabled keeps the deleted versions in its history).
+    1. Find the tagged ids per type (``GET Type?_tag=system|code&_elements=id``).
+    2. Delete them by id in ``batch`` Bundles of DELETEs, over several passes, so that a resource still referenced
+       by another tagged resource (409) goes once its referrer is gone. Then one conditional
+       ``DELETE Type?_tag=system|code`` per type as a safety net for anything tagged meanwhile.
+    3. ``Type/id/$expunge`` for every deleted id. HAPI refuses (412, HAPI-2415) to expunge a CodeSystem until the
+       asynchronous deletion of its concepts has finished (about 10 s): those are retried for up to
+       ``expunge_retry_s``. Expunge is best effort: a server with expunge disabled keeps the deleted versions in
+       its history (``expunge_error`` says so).
 
-    Returns ``{"deleted": {type: [ids]}, "expunged": n, "remaining": {type: [ids]}, "expunge_error": str|None}``;
-    ``remaining`` is empty when everything went.
+    ``timeout`` is per request. Returns ``{"deleted": {type: [ids]}, "expunged": n, "remaining": {type: [ids]},
+    "expunge_error": str | None}``; ``remaining`` is empty when everything went.
     """
     s = session or requests.Session()
     base_url = base_url.rstrip("/")
@@ -380,6 +411,7 @@ def purge(
     candidates = _order(types if types is not None else resource_types(base_url, s, timeout))
 
     found = {t: ids for t in candidates if (ids := _search_ids(s, base_url, t, token, timeout))}
+    log.info("purge %s: found %s", token, {t: len(v) for t, v in found.items()})
     pending = dict(found)
     deleted: dict[str, list[str]] = {}
     for _ in range(max_passes):
@@ -387,52 +419,69 @@ def purge(
             break
         progress = False
         for rtype in list(pending):
-            r = s.delete(f"{base_url}/{rtype}", params={"_tag": token}, headers={"Accept": FHIR_JSON}, timeout=timeout)
-            if r.ok:
-                deleted[rtype] = pending.pop(rtype)
-                progress = True
-            elif r.status_code == 412:  # several matches and multiple delete not allowed: one by one
-                left = []
-                for rid in pending[rtype]:
-                    one = s.delete(f"{base_url}/{rtype}/{rid}", headers={"Accept": FHIR_JSON}, timeout=timeout)
-                    if one.ok or one.status_code in (404, 410):
+            left: list[str] = []
+            for i in range(0, len(pending[rtype]), _DELETE_CHUNK):
+                chunk = pending[rtype][i : i + _DELETE_CHUNK]
+                bundle = {
+                    "resourceType": "Bundle",
+                    "type": "batch",
+                    "entry": [{"request": {"method": "DELETE", "url": f"{rtype}/{rid}"}} for rid in chunk],
+                }
+                r = _call(s, "POST", base_url, json=bundle, headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}, timeout=timeout)
+                entries = r.json().get("entry", []) if r.ok else []
+                if len(entries) != len(chunk):
+                    left += chunk
+                    continue
+                for rid, entry in zip(chunk, entries):
+                    status = entry.get("response", {}).get("status", "500").split()[0]
+                    if status.startswith("2") or status in ("404", "410"):
                         deleted.setdefault(rtype, []).append(rid)
                         progress = True
-                    else:
+                    else:  # 409: still referenced by a tagged resource of a type deleted later: next pass
                         left.append(rid)
-                if left:
-                    pending[rtype] = left
-                else:
-                    pending.pop(rtype)
-            # 409 (still referenced by a resource deleted later in this pass): next pass
+            if left:
+                pending[rtype] = left
+            else:
+                pending.pop(rtype)
         if not progress:
             break
+    # safety net: whatever got the tag after the search above
+    for rtype in found:
+        if rtype not in pending:
+            _call(s, "DELETE", f"{base_url}/{rtype}", params={"_tag": token}, headers={"Accept": FHIR_JSON}, timeout=timeout)
 
     expunged = 0
-    expunge_error = None
+    errors: list[str] = []
     if expunge:
-        params = {
-            "resourceType": "Parameters",
-            "parameter": [
-                {"name": "expungeDeletedResources", "valueBoolean": True},
-                {"name": "expungePreviousVersions", "valueBoolean": True},
-            ],
-        }
-        for rtype, ids in deleted.items():
-            for rid in ids:
-                r = s.post(
-                    f"{base_url}/{rtype}/{rid}/$expunge",
-                    json=params,
-                    headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON},
-                    timeout=timeout,
+        todo = [(t, rid) for t, ids in deleted.items() for rid in ids]
+        deadline = time.monotonic() + expunge_retry_s
+        refused_in_a_row = 0
+        while todo:
+            retry = []
+            for rtype, rid in todo:
+                r = _call(
+                    s, "POST", f"{base_url}/{rtype}/{rid}/$expunge", json=_EXPUNGE_PARAMS,
+                    headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}, timeout=timeout,
                 )
                 if r.ok:
                     expunged += 1
+                    refused_in_a_row = 0
+                elif r.status_code == 412:  # asynchronous deletion still running (HAPI-2415): later
+                    retry.append((rtype, rid))
                 else:
-                    expunge_error = f"{rtype}/{rid}/$expunge: HTTP {r.status_code} {r.text[:300]}"
-                    break
-            if expunge_error:
+                    errors.append(f"{rtype}/{rid}/$expunge: HTTP {r.status_code} {r.text[:300]}")
+                    refused_in_a_row += 1
+                    if refused_in_a_row >= 3:  # expunge disabled or refused here: stop asking
+                        retry = []
+                        break
+            todo = retry
+            if todo and time.monotonic() >= deadline:
+                errors += [f"{t}/{rid}/$expunge: still refused (412) after {expunge_retry_s:.0f} s" for t, rid in todo]
                 break
+            if todo:
+                time.sleep(2)
 
     remaining = {t: ids for t in found if (ids := _search_ids(s, base_url, t, token, timeout))}
+    log.info("purge %s: deleted %s, expunged %d, remaining %s", token, {t: len(v) for t, v in deleted.items()}, expunged, remaining)
+    expunge_error = "; ".join(errors[:3]) or None
     return {"deleted": deleted, "expunged": expunged, "remaining": remaining, "expunge_error": expunge_error}

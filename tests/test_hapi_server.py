@@ -282,12 +282,19 @@ def test_purge_removes_tagged_data(http, hapi_base_url):
         assert _post(http, f"{hapi_base_url}/Observation", obs).status_code == 201
     obs_ids = _ids(_search(http, hapi_base_url, f"Observation?_tag={tag.token}"))
     assert len(obs_ids) == 2
+    # a CodeSystem with concepts: HAPI deletes its concepts asynchronously and refuses to expunge it until then
+    cs_id = f"cs-{uuid.uuid4().hex[:12]}"
+    cs = tag.apply({
+        "resourceType": "CodeSystem", "id": cs_id, "url": f"http://milan-fhir.org/test/{cs_id}",
+        "status": "active", "content": "complete", "concept": [{"code": "a"}, {"code": "b"}],
+    })
+    assert _put(http, hapi_base_url, cs).status_code == 201
 
-    result = hapi.purge(hapi_base_url, tag, types=["Patient", "Observation", "Condition"])
+    result = hapi.purge(hapi_base_url, tag, types=["Patient", "Observation", "Condition", "CodeSystem"])
 
     assert result["remaining"] == {}
-    assert sorted(result["deleted"]) == ["Observation", "Patient"]
-    assert result["expunge_error"] is None and result["expunged"] == 3
+    assert sorted(result["deleted"]) == ["CodeSystem", "Observation", "Patient"]
+    assert result["expunge_error"] is None and result["expunged"] == 4
     assert _search(http, hapi_base_url, f"Patient?_tag={tag.token}").get("entry", []) == []
     assert http.get(f"{hapi_base_url}/Patient/{pid}", timeout=60).status_code in (404, 410)
     # expunged: not even the history is left
