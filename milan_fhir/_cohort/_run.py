@@ -120,7 +120,7 @@ def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], 
         return
     pending = deque(tasks)
     running: dict[Future[Any], Any] = {}
-    queued_per_helper = 2
+    queued_per_helper = 4
 
     def collect(done: Iterable[Future[Any]]) -> None:
         for f in list(done):
@@ -146,6 +146,14 @@ def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], 
         for f in running:
             f.cancel()
         raise
+
+
+def _v_order(tasks: list[Any], cost: Callable[[Any], int]) -> list[Any]:
+    """Tasks ordered costly-first from both ends, cheapest in the middle: the main process takes tasks from the
+    front and the helpers from the back, so the last tasks run anywhere are the cheapest (a short tail)."""
+    ranked = sorted(tasks, key=lambda t: -cost(t))
+    front, back = ranked[0::2], ranked[1::2]
+    return front + back[::-1]
 
 
 def _prepare_workdir(work: Path, manifest: dict[str, Any], resume: bool) -> bool:
@@ -308,7 +316,7 @@ def run_cohort(
             bar.update(res.nbytes)
 
         t_pool = time.perf_counter()
-        _run_all(pool, scan_chunk, todo, scanned, workers - 1)
+        _run_all(pool, scan_chunk, _v_order(todo, lambda t: t.chunk.cost), scanned, workers - 1)
         bar.close()
         t_scan = time.perf_counter()
 
