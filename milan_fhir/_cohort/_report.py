@@ -111,7 +111,7 @@ def _flow_svg(s: dict[str, Any]) -> str:
     label_w, bar_w, row_h, top = 250, 430, 30, 10
     steps = t["flow"]
     rows = len(steps) + 2
-    height = top + rows * row_h + 10
+    height = top + rows * row_h + 20
     out = [
         f'<svg id="flow-chart" xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
         f'viewBox="0 0 760 {height}" role="img" aria-labelledby="flow-title">',
@@ -157,6 +157,9 @@ def _flow_svg(s: dict[str, Any]) -> str:
         f'<text x="{label_w + bar_w + 8}" y="{y + row_h / 2 + 4:.0f}" font-weight="bold">{_n(v["eligible"])} '
         f'({_pct(v["eligible"], t["patients"])})</text>'
     )
+    if v["indeterminate"]:
+        out.append(f'<text x="{label_w + bar_w + 8}" y="{y + row_h / 2 + 18:.0f}" fill="#555">'
+                   f'+ {_n(v["indeterminate"])} possibly</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -239,6 +242,7 @@ Patients for whom a criterion is indeterminate stay in the flow (shown in amber)
 <th>of which indeterminate</th></tr></thead><tbody>{flow_rows}</tbody></table>
 
 <h2>Each criterion over the whole cohort</h2>
+<p class="note">Every patient of the cohort, whatever the other criteria say; numbers: met / indeterminate / not met.</p>
 {_criteria_svg(s)}
 <table id="criteria-table"><thead><tr><th>criterion</th><th>met</th><th>indeterminate</th><th>not met</th></tr>
 </thead><tbody>{crit_rows}</tbody></table>
