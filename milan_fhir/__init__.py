@@ -22,6 +22,7 @@ from ._domain import CriterionResult, Evaluation, PatientRecord, RuleSet, Status
 from ._mappings import Mappings, default_mappings, load_mappings
 from ._adapters._located import InputProblem
 from ._client import FhirClient, evaluate_patient, write_back
+from ._cohort import run_cohort
 
 
 def _version() -> str:
@@ -55,6 +56,7 @@ __all__ = [
     "InputProblem",
     "errors",
     "FhirClient",
+    "run_cohort",
     "evaluate_patient",
     "write_back",
 ]

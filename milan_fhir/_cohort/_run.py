@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
+from .._api import _as_date as as_date
 from .._mappings import Mappings
 from ..errors import InputError
 from ._files import CHUNK_BYTES, find_files, plan_chunks
@@ -227,17 +228,6 @@ def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int
     return n
 
 
-def _as_date(as_of: dt.date | str | None) -> dt.date:
-    if as_of is None:
-        return dt.datetime.now(dt.timezone.utc).date()
-    if isinstance(as_of, dt.date):
-        return as_of
-    try:
-        return dt.date.fromisoformat(str(as_of))
-    except ValueError:
-        raise InputError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD)") from None
-
-
 def run_cohort(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -265,7 +255,7 @@ def run_cohort(
     layers = tuple(str(Path(p).resolve()) for p in mappings)
     m: Mappings = _mappings(layers)
     rules = m.rule_set(rule_set)
-    day = _as_date(as_of)
+    day = as_date(as_of)
     outp = Path(out)
     if outp.exists() and not outp.is_dir():
         raise InputError("the output path exists and is not a folder", file=str(outp))
