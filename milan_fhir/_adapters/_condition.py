@@ -9,7 +9,7 @@ from typing import Any
 from .._domain import GradeFact, MetastasisFact, PrimaryFact
 from .._mappings import CodeEntry, Mappings
 from ._common import Ctx
-from ._values import codings, codings_of_all, first_date, period_part, unverified
+from ._values import codings, codings_of_all, first_date, period_part, unverified, as_list
 
 __all__ = ["ConditionKind", "classify", "adapt", "clinical_date", "is_active"]
 
@@ -59,7 +59,7 @@ def classify(cond: dict[str, Any], mappings: Mappings) -> ConditionKind | None:
 
 def _morphology(cond: dict[str, Any], pairs: list[tuple[str | None, str | None]], mappings: Mappings) -> CodeEntry | None:
     url = mappings.extensions.get("histology_morphology")
-    for ext in cond.get("extension") or []:
+    for ext in as_list(cond.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == url:
             hit = mappings.match_any("morphology", codings(ext.get("valueCodeableConcept")))
             if hit is not None and hit.net:

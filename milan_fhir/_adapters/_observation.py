@@ -18,6 +18,7 @@ from .._domain import (
 from .._mappings import CodeEntry, Mappings
 from ._common import Ctx
 from ._values import (
+    as_list,
     codings,
     codings_of_all,
     first_date,
@@ -155,7 +156,7 @@ def _grade_from_text(vcc: Any, value_string: Any) -> int | None:
     texts: list[Any] = [value_string]
     if isinstance(vcc, dict):
         texts.append(vcc.get("text"))
-        for c in vcc.get("coding") or []:
+        for c in as_list(vcc.get("coding")):
             if isinstance(c, dict):
                 texts.extend((c.get("display"), c.get("code")))
     for t in texts:
@@ -203,7 +204,7 @@ def _size_holder(ctx: Ctx, obs: dict[str, Any]) -> dict[str, Any]:
     """The Observation, or its size component (LOINC 21889-1 carries the size as component 33728-7)."""
     if "valueQuantity" in obs:
         return obs
-    for comp in obs.get("component") or []:
+    for comp in as_list(obs.get("component")):
         if isinstance(comp, dict) and "valueQuantity" in comp:
             if ctx.mappings.match_any("largest_liver_metastasis", codings(comp.get("code"))) is not None:
                 return comp
@@ -213,7 +214,7 @@ def _size_holder(ctx: Ctx, obs: dict[str, Any]) -> dict[str, Any]:
 def _condition_focus(ctx: Ctx) -> tuple[str, ...]:
     """The Conditions an Observation's ``focus`` names (resolved to ``Condition/id``)."""
     out = []
-    for ref in ctx.resource.get("focus") or []:
+    for ref in as_list(ctx.resource.get("focus")):
         target = resolve_reference(ref, ctx.resolve)
         if target and target.startswith("Condition/"):
             out.append(target)

@@ -8,7 +8,7 @@ from typing import Any
 from .._domain import ProcedureFact
 from .._mappings import CodeEntry, Mappings
 from ._common import Ctx
-from ._values import codings, codings_of_all, first_date, period_part, resolve_reference, unverified
+from ._values import codings, codings_of_all, first_date, period_part, resolve_reference, unverified, as_list
 
 __all__ = ["CONCEPTS", "classify", "adapt", "clinical_date"]
 
@@ -48,7 +48,7 @@ def adapt(ctx: Ctx, concept: str, entry: CodeEntry) -> None:
     body_entries = [e for e in body_entries if e is not None]
     body_groups = _groups(m, [e.site for e in body_entries if e.site])
     reasons = []
-    for ref in proc.get("reasonReference") or []:
+    for ref in as_list(proc.get("reasonReference")):
         target = resolve_reference(ref, ctx.resolve)
         if target and target.startswith("Condition/") and target not in reasons:
             reasons.append(target)

@@ -31,12 +31,17 @@ Resolver = Callable[[str], "str | None"]
 
 
 # ---------------------------------------------------------------------------------------------- codings
+def as_list(value: Any) -> list[Any]:
+    """A FHIR repeating element as a list; anything that is not a list (a typo, a scalar) reads as empty."""
+    return value if isinstance(value, list) else []
+
+
 def codings(concept: Any) -> list[tuple[str | None, str | None]]:
     """(system, code) of every coding of a CodeableConcept (empty for anything else)."""
     if not isinstance(concept, dict):
         return []
     out = []
-    for c in concept.get("coding") or []:
+    for c in as_list(concept.get("coding")):
         if isinstance(c, dict):
             system, code = c.get("system"), c.get("code")
             out.append((system if isinstance(system, str) else None, code if isinstance(code, str) else None))
