@@ -10,29 +10,13 @@ from __future__ import annotations
 
 import re
 
-from .._mappings import Mappings
+from .._mappings import CODE_SECTIONS, Mappings
 
 __all__ = ["RawPrefilter", "PREFILTER_SECTIONS"]
 
-#: Sections whose codes make a resource relevant (values and body sites never do on their own).
-PREFILTER_SECTIONS = (
-    "primary_net",
-    "primary_net_by_morphology",
-    "generic_cancer",
-    "morphology",
-    "metastasis",
-    "ki67",
-    "liver_burden",
-    "disease_status",
-    "extrahepatic_staging",
-    "histologic_grade",
-    "liver_metastasis_count",
-    "largest_liver_metastasis",
-    "primary_resection",
-    "liver_resection_minor",
-    "liver_resection_major",
-    "liver_transplant",
-)
+#: Sections whose codes make a resource relevant: every code section but values and body sites, which never do
+#: on their own.
+PREFILTER_SECTIONS = tuple(s for s in CODE_SECTIONS if s != "body_sites" and not s.endswith("_values"))
 
 _TYPES = (b'"Observation"', b'"Condition"', b'"Procedure"')
 _TYPE_NAMES = frozenset((b"Observation", b"Condition", b"Procedure"))
