@@ -208,6 +208,17 @@ class Mappings:
                 return hit
         return None
 
+    def classify(
+        self, concepts: Iterable[str], codings: Iterable[tuple[str | None, str | None]]
+    ) -> tuple[str, CodeEntry] | None:
+        """The first of ``concepts`` (in order) that any of the codings matches, with its entry; else None."""
+        pairs = list(codings)
+        for concept in concepts:
+            hit = self.match_any(concept, pairs)
+            if hit is not None:
+                return concept, hit
+        return None
+
     def codes_of(self, concept: str) -> list[CodeEntry]:
         return list(self.codes.get(concept, []))
 

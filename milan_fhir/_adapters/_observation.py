@@ -47,12 +47,7 @@ COUNTING_STATUS = ("final", "amended", "corrected")
 
 def classify(obs: dict[str, Any], mappings: Mappings) -> tuple[str, CodeEntry] | None:
     """The concept an Observation's code names (any coding), or None when the rules do not use it."""
-    pairs = codings(obs.get("code"))
-    for concept in CONCEPTS:
-        entry = mappings.match_any(concept, pairs)
-        if entry is not None:
-            return concept, entry
-    return None
+    return mappings.classify(CONCEPTS, codings(obs.get("code")))
 
 
 def clinical_date(obs: dict[str, Any]) -> date | None:

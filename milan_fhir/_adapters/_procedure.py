@@ -22,12 +22,7 @@ _WORDS = {
 
 
 def classify(proc: dict[str, Any], mappings: Mappings) -> tuple[str, CodeEntry] | None:
-    pairs = codings(proc.get("code"))
-    for concept in CONCEPTS:
-        entry = mappings.match_any(concept, pairs)
-        if entry is not None:
-            return concept, entry
-    return None
+    return mappings.classify(CONCEPTS, codings(proc.get("code")))
 
 
 def clinical_date(proc: dict[str, Any]) -> date | None:
