@@ -38,6 +38,10 @@ __all__ = [
     "RuleSet",
     "CriterionResult",
     "Evaluation",
+    "Caution",
+    "CAUTION_CODES",
+    "EXCLUDING_CAUTIONS",
+    "CAPPING_CAUTIONS",
     "CRITERIA",
 ]
 
@@ -50,6 +54,20 @@ CRITERIA: tuple[str, ...] = (
     "stable_disease",
     "no_extrahepatic_disease",
 )
+
+
+#: The prerequisites of criteria.md §1c, in the order results show them.
+CAUTION_CODES: tuple[str, ...] = (
+    "deceased",
+    "prior-liver-transplant",
+    "no-liver-metastasis-record",
+    "other-malignancy",
+    "prior-malignancy",
+)
+#: cautions that make the verdict ``ineligible`` (criteria.md §1c)
+EXCLUDING_CAUTIONS: frozenset[str] = frozenset({"deceased", "prior-liver-transplant"})
+#: cautions that make the verdict at most ``indeterminate`` (never ``eligible``)
+CAPPING_CAUTIONS: frozenset[str] = frozenset({"no-liver-metastasis-record", "other-malignancy"})
 
 
 class Status(StrEnum):
@@ -256,6 +274,14 @@ class CriterionResult(_Frozen):
     missing: tuple[str, ...] = ()  # what data would settle it (when indeterminate)
 
 
+class Caution(_Frozen):
+    """A failed prerequisite of criteria.md §1c: ``code`` is one of :data:`CAUTION_CODES`."""
+
+    code: str
+    reason: str  # one sentence a clinician can read, citing its sources
+    evidence: tuple[Source, ...] = ()
+
+
 class Evaluation(_Frozen):
     """The result for one patient under one rule set, as of one date."""
 
@@ -269,4 +295,9 @@ class Evaluation(_Frozen):
     ignored: tuple[Ignored, ...] = ()
     unusable: tuple[Unusable, ...] = ()
     inputs: dict[str, str | None] = Field(default_factory=dict)
-    record: PatientRecord | None = None  # the facts behind it (for writers: liver metastasis, subgroups)
+    #: failed prerequisites (criteria.md §1c), in the order of CAUTION_CODES; always present, possibly empty
+    cautions: tuple[Caution, ...] = ()
+    #: literature subgroups the data shows (keys of literature.yaml ``when``), each with the phrase citing the
+    #: evidence that shows it; decided in evaluation, writers only shape them
+    subgroups: dict[str, str] = Field(default_factory=dict)
+    record: PatientRecord | None = None  # the facts behind it (for writers: the liver metastasis Condition)

@@ -10,21 +10,37 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 
 from ._criteria import CRITERION_FUNCTIONS
-from ._domain import CRITERIA, CriterionResult, Evaluation, PatientRecord, RuleSet, Status, Verdict
+from ._criteria._subgroups import subgroups
+from ._domain import (
+    CAPPING_CAUTIONS,
+    CRITERIA,
+    EXCLUDING_CAUTIONS,
+    Caution,
+    CriterionResult,
+    Evaluation,
+    PatientRecord,
+    RuleSet,
+    Status,
+    Verdict,
+)
 
 __all__ = ["evaluate_record", "verdict"]
 
 
-def verdict(results: Mapping[str, CriterionResult] | Iterable[CriterionResult]) -> Verdict:
-    """``ineligible`` if any criterion is not met; else ``eligible`` if all are met; else ``indeterminate``.
+def verdict(
+    results: Mapping[str, CriterionResult] | Iterable[CriterionResult], cautions: Iterable[Caution] = ()
+) -> Verdict:
+    """criteria.md §2 with §1c: ``ineligible`` if any criterion is not met or a caution excludes; else
+    ``eligible`` if all are met and no caution caps; else ``indeterminate``.
 
     With no results at all the verdict is ``indeterminate`` (nothing shows the criteria hold).
     """
     items = list(results.values()) if isinstance(results, Mapping) else list(results)
+    codes = {c.code for c in cautions}
     statuses = [r.status for r in items]
-    if Status.NOT_MET in statuses:
+    if Status.NOT_MET in statuses or codes & EXCLUDING_CAUTIONS:
         return Verdict.INELIGIBLE
-    if statuses and all(s is Status.MET for s in statuses):
+    if statuses and all(s is Status.MET for s in statuses) and not codes & CAPPING_CAUTIONS:
         return Verdict.ELIGIBLE
     return Verdict.INDETERMINATE
 
@@ -56,5 +72,6 @@ def evaluate_record(record: PatientRecord, rules: RuleSet, as_of: date, mapping_
         ignored=tuple(record.ignored),
         unusable=tuple(record.unusable),
         inputs=dict(record.inputs),
+        subgroups=subgroups(record, as_of),
         record=record,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from milan_fhir._criteria._subgroups import subgroups
 from milan_fhir._domain import (
     CRITERIA,
     CriterionResult,
@@ -100,6 +101,7 @@ def evaluation(
         ignored=(Ignored(reference="Observation/old", reason="status preliminary"),),
         unusable=(Unusable(reference="Observation/k9", concept="ki67", field="valueString", reason="no % sign"),),
         inputs=inputs,
+        subgroups=subgroups(record, as_of),
         record=record,
     )
 

@@ -12,6 +12,7 @@ from fhir.resources.R4B.structuredefinition import StructureDefinition
 
 from milan_fhir._domain import Status, Verdict
 from milan_fhir._mappings import default_mappings
+from milan_fhir._criteria._subgroups import subgroups
 from milan_fhir._writers import fhir
 
 from _writer_samples import evaluation, full_record
@@ -171,14 +172,14 @@ def test_subgroup_predictions_only_with_data(mappings):
 def test_grade_1_from_ki67_and_not_when_higher_evidence(mappings):
     as_of = dt.date(2026, 1, 15)
     rec = full_record(grade=1, ki67=2.0)
-    assert "grade_1" in fhir.subgroups(rec, as_of)
-    assert "Observation" in fhir.subgroups(rec, as_of)["grade_1"]
+    assert "grade_1" in subgroups(rec, as_of)
+    assert "Observation" in subgroups(rec, as_of)["grade_1"]
     rec = full_record(grade=1, ki67=5.0)  # Ki-67 5 % is G2 whatever the grade finding says
-    assert "grade_1" not in fhir.subgroups(rec, as_of)
+    assert "grade_1" not in subgroups(rec, as_of)
     rec = full_record(grade=2, ki67=2.0)
-    assert "grade_1" not in fhir.subgroups(rec, as_of)
+    assert "grade_1" not in subgroups(rec, as_of)
     # facts after as_of do not count
-    assert "liver_metastases_1_to_2" not in fhir.subgroups(full_record(), dt.date(2025, 9, 1))
+    assert "liver_metastases_1_to_2" not in subgroups(full_record(), dt.date(2025, 9, 1))
 
 
 def test_narrative(mappings):
