@@ -22,6 +22,7 @@ from ._domain import CriterionResult, Evaluation, PatientRecord, RuleSet, Status
 from ._mappings import Mappings, default_mappings, load_mappings
 from ._adapters._located import InputProblem
 from ._client import FhirClient, evaluate_patient, write_back
+from ._client._smart import SmartBackendAuth
 from ._cohort import run_cohort
 
 
@@ -59,4 +60,5 @@ __all__ = [
     "run_cohort",
     "evaluate_patient",
     "write_back",
+    "SmartBackendAuth",
 ]

@@ -81,8 +81,11 @@ def _extend_evaluate(subparsers: Any) -> None:
 def _client(args: argparse.Namespace) -> Any:
     from ._client import FhirClient
 
+    from ._smart import smart_auth_from_args
+
     token = os.environ.get(TOKEN_ENV, "").strip() or None
-    return FhirClient(args.server, token=token, timeout=args.timeout)
+    auth = smart_auth_from_args(args, args.server, write=bool(getattr(args, "write_back", False) or args.command == "upload"))
+    return FhirClient(args.server, token=token, timeout=args.timeout, auth=auth)
 
 
 def _run_server_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
