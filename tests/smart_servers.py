@@ -34,8 +34,8 @@ def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
+def ec_key(curve: Any = None) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(curve or ec.SECP384R1())
 
 
 def pem(key: Any) -> bytes:
@@ -404,7 +404,7 @@ class CdsClientSigner:
         self.issuer = issuer
         self.kid = kid
         self.alg = alg
-        self.key = rsa_key() if alg.startswith("RS") else ec_key()
+        self.key = rsa_key() if alg.startswith("RS") else ec_key(ec.SECP256R1() if alg == "ES256" else None)
         self.jwks_file = tmp / f"jwks-{kid}.json"
         self.jwks_file.write_text(json.dumps({"keys": [public_jwk(self.key, kid, alg)]}))
 

@@ -12,7 +12,6 @@
   in words that name no token, patient or resource.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import logging
@@ -49,7 +48,7 @@ class ServiceConfig:
 
 
 class HookError(Exception):
-    def __init__(self, status: int, message: str, code: str = "invalid") -> None:
+    def __init__(self, status: int, message: str, code: str = "invalid") -> None:  # noqa: D107
         self.status = status
         self.code = code
         super().__init__(message)

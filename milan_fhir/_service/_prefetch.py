@@ -9,7 +9,9 @@ Resolving a call, for each template key:
 - a Bundle (a searchset) or, for ``patient``, a Patient: used as given; a Bundle whose ``link`` has a ``next``
   page is incomplete: its next pages are read from ``fhirServer`` (or the key counts as missing);
 - absent, ``null`` or an OperationOutcome (the CDS client could not prefetch it): fetched from ``fhirServer``
-  with ``fhirAuthorization`` through :class:`~milan_fhir.FhirClient`;
+  with ``fhirAuthorization`` through :class:`~milan_fhir.FhirClient`; except that, for the ``patient`` read, an
+  OperationOutcome whose issues are all ``not-found`` is the answer "no such Patient" (its age is then
+  indeterminate, as for data without a Patient resource);
 - missing and no ``fhirServer``: :class:`PrefetchMissing`, answered ``412 Precondition Failed``.
 
 Reading "null" as "could not be fetched" (not as "no data") is the safe reading: data the service did not see
@@ -63,6 +65,14 @@ def _is_outcome(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"
 
 
+def _not_found(value: Any) -> bool:
+    """An OperationOutcome saying the read found nothing (every issue ``not-found``): a definite answer."""
+    if not _is_outcome(value):
+        return False
+    issues = value.get("issue") or []
+    return bool(issues) and all(isinstance(i, dict) and i.get("code") == "not-found" for i in issues)
+
+
 def _next_link(bundle: dict[str, Any]) -> str | None:
     for link in bundle.get("link") or []:
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
@@ -87,6 +97,9 @@ def resolve_prefetch(
     for key, rtype, template in _searches(mappings):
         query = template.replace(PATIENT_TOKEN, patient_id)
         value = prefetch.get(key)
+        if rtype == "Patient" and _not_found(value):
+            origin[key] = "prefetch (no Patient resource)"  # its age is indeterminate; nothing else changes
+            continue
         if value is None or _is_outcome(value) or not isinstance(value, dict):
             wanted.append((key, rtype, query))
             continue
