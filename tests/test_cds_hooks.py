@@ -340,3 +340,66 @@ def test_cors_for_browser_ehrs(signer):
             "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert pre.status_code == 200 and pre.headers["access-control-allow-origin"] == "https://ehr.example.org"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_jwks_by_url_follows_key_rotation(tmp_path):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    old = CdsClientSigner(tmp_path, kid="2025-key")
+    new = CdsClientSigner(tmp_path, kid="2026-key")
+    published = {"keys": json.loads(old.jwks_file.read_text())["keys"]}
+
+    class Jwks(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            body = json.dumps(published).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    jwks_url = f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json"
+    try:
+        def make(base_url):
+            verifier = JwtVerifier(parse_trust([f"{old.issuer}={jwks_url}"]))
+            # PyJWT re-reads a JWKS for an unknown kid at most every 30 s (no refetch storm); not in a test
+            verifier.issuers[old.issuer]._client.cooldown_duration = 0
+            return create_app(ServiceConfig(milan_fhir.default_mappings(), verifier, base_url, as_of=AS_OF))
+
+        with serve_asgi(make) as base_url:
+            url = f"{base_url}/cds-services"
+            get = lambda s: requests.get(url, headers={"Authorization": f"Bearer {s.token(url)}"}, timeout=30)
+            assert get(old).status_code == 200
+            assert get(new).status_code == 401  # not published yet
+            published["keys"].append(json.loads(new.jwks_file.read_text())["keys"][0])
+            assert get(new).status_code == 200  # the JWKS is read again for a kid it did not know
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_an_unexpected_failure_is_500_without_a_traceback_in_the_log(signer, caplog, monkeypatch):
+    import milan_fhir._service._app as app_module
+
+    def boom(*a, **k):
+        raise RuntimeError("Patient/v01-p1 secret detail")
+
+    monkeypatch.setattr(app_module, "evaluate_hook", boom)
+
+    def make(base_url):
+        config = ServiceConfig(milan_fhir.default_mappings(), None, base_url, as_of=AS_OF, insecure_no_auth=True)
+        return create_app(config)
+
+    caplog.set_level(logging.INFO)
+    with serve_asgi(make) as base_url:
+        resp = requests.post(f"{base_url}/cds-services/milan-net", json=hook_body("v01-p1", {}), timeout=30)
+    assert resp.status_code == 500 and resp.json()["resourceType"] == "OperationOutcome"
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "RuntimeError" in logged and "secret detail" not in logged and "v01-p1" not in logged

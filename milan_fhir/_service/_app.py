@@ -228,6 +228,9 @@ def create_app(config: ServiceConfig) -> Any:
         except HookError as exc:
             log.info("answered %d: %s", exc.status, exc.code)
             return answer(exc.status, operation_outcome(str(exc), exc.code))
+        except Exception as exc:  # a bug: say so without a traceback that could carry patient data into the log
+            log.error("hook evaluation failed (%s); answered 500", type(exc).__name__)
+            return answer(500, operation_outcome("the service failed to evaluate this call", "exception"))
         return answer(200, result)
 
     @app.post("/cds-services/{service_id}/feedback")
