@@ -403,3 +403,24 @@ def test_an_unexpected_failure_is_500_without_a_traceback_in_the_log(signer, cap
     assert resp.status_code == 500 and resp.json()["resourceType"] == "OperationOutcome"
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert "RuntimeError" in logged and "secret detail" not in logged and "v01-p1" not in logged
+
+
+def test_cautions_are_in_summary_detail_and_extension():
+    from milan_fhir._domain import Caution, Source, Verdict
+    from milan_fhir._service._cards import card
+
+    (ev,) = milan_fhir.evaluate(ROOT / "fixtures" / "01-ileal-net-eligible.json", as_of=AS_OF)
+    rules = milan_fhir.default_mappings().rule_set(ev.rule_set)
+    dead = Caution(code="deceased", reason="Patient.deceasedDateTime 2026-05-01 (Patient/v01-p1) is on or before 2026-06-30.",
+                   evidence=(Source(reference="Patient/v01-p1"),))
+    other = Caution(code="other-malignancy", reason="Active breast carcinoma (Condition/c9, 2025-01-01).",
+                    evidence=(Source(reference="Condition/c9"),))
+    outside = card(ev.model_copy(update={"cautions": (dead,), "verdict": Verdict.INELIGIBLE}), rules, software="x")
+    assert outside["summary"] == "Outside Milan: deceased (caution)" and outside["indicator"] == "warning"
+    assert "deceasedDateTime 2026-05-01" in outside["detail"] and "Evidence: Patient/v01-p1." in outside["detail"]
+    undecided = card(ev.model_copy(update={"cautions": (other,), "verdict": Verdict.INDETERMINATE}), rules, software="x")
+    assert undecided["summary"] == "Milan undecided: another active malignancy (caution)"
+    assert [c["code"] for c in undecided["extension"]["milan-fhir"]["cautions"]] == ["other-malignancy"]
+    assert undecided["extension"]["milan-fhir"]["cautions"][0]["evidence"] == ["Condition/c9"]
+    plain = card(ev, rules, software="x")
+    assert plain["indicator"] == "info" and plain["extension"]["milan-fhir"]["cautions"] == []

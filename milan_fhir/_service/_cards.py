@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .._domain import CRITERIA, Evaluation, RuleSet, Status, Verdict
+from .._domain import CAPPING_CAUTIONS, CRITERIA, EXCLUDING_CAUTIONS, Evaluation, RuleSet, Status, Verdict
 from .._writers import json_lines
 from .._writers.table import LABELS
 
@@ -81,8 +81,8 @@ def _join(parts: list[str], limit: int) -> str:
 def summary(ev: Evaluation, rules: RuleSet) -> str:
     """The card's one-line summary (at most 140 characters)."""
     names = [n for n in CRITERIA if n in ev.criteria]
-    excluding = [c for c in ev.cautions if c.code in ("deceased", "prior-liver-transplant")]
-    capping = [c for c in ev.cautions if c.code in ("no-liver-metastasis-record", "other-malignancy")]
+    excluding = [c for c in ev.cautions if c.code in EXCLUDING_CAUTIONS]
+    capping = [c for c in ev.cautions if c.code in CAPPING_CAUTIONS]
     if ev.verdict == Verdict.ELIGIBLE:
         text = f"Within Milan criteria ({rules.name} {rules.version})"
         if any(c.code == "prior-malignancy" for c in ev.cautions):
