@@ -25,7 +25,7 @@ def test_all_is_explicit_and_importable():
         "__version__", "evaluate", "load_mappings", "default_mappings", "to_json", "to_risk_assessment",
         "to_provenance", "render_table", "structure_definitions", "Evaluation", "CriterionResult", "Status",
         "Verdict", "PatientRecord", "RuleSet", "Mappings", "InputProblem", "errors",
-        "FhirClient", "evaluate_patient", "write_back", "run_cohort",
+        "FhirClient", "evaluate_patient", "write_back", "run_cohort", "SmartBackendAuth",
     }
     assert set(milan_fhir.__all__) == expected
     for name in milan_fhir.__all__:
