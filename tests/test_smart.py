@@ -145,14 +145,14 @@ def test_token_goes_to_the_fhir_origin_only(rsa_client):
 
 def test_renewal_on_401_and_before_expiry(rsa_client):
     _, key_file = rsa_client
-    with AuthServer(token_lifetime=2) as auth, ProtectedFhirServer(auth, fixture_resources(), clock_ahead=1.0) as fhir:
-        # renew_before=0, and the server's clock 1 s ahead: a token the client still holds valid is refused (401);
+    with AuthServer(token_lifetime=4) as auth, ProtectedFhirServer(auth, fixture_resources(), clock_ahead=2.0) as fhir:
+        # renew_before=0, and the server's clock 2 s ahead: a token the client still holds valid is refused (401);
         # it is renewed and the request sent again, once
         lazy = SmartBackendAuth("c1", key_file, fhir_base_url=fhir.base_url, renew_before=0)
         auth.register("c1", lazy.public_jwks())
         with FhirClient(fhir.base_url, auth=lazy, retries=0) as client:
             assert client.read("Patient", "v01-p1")["id"] == "v01-p1"
-            time.sleep(1.4)
+            time.sleep(2.5)
             assert client.read("Patient", "v01-p1")["id"] == "v01-p1"
         assert lazy.tokens_obtained == 2
         assert fhir.statuses("/fhir/Patient") == [200, 401, 200]
@@ -162,18 +162,19 @@ def test_renewal_on_401_and_before_expiry(rsa_client):
         eager = SmartBackendAuth("c1", key_file, fhir_base_url=fhir.base_url)
         with FhirClient(fhir.base_url, auth=eager, retries=0) as client:
             client.read("Patient", "v01-p1")
-            time.sleep(1.2)
+            time.sleep(2.5)
             client.read("Patient", "v01-p1")
         assert eager.tokens_obtained == 2 and fhir.statuses("/fhir/Patient") == [200, 200]
 
 
 def test_export_download_outlives_its_token(rsa_client, tmp_path):
-    """Tokens of 2 s, files that take 1.2 s each: tokens expire during the downloads; every status poll and file
-    download still succeeds (a 401 renews the token and sends the request again)."""
+    """Files that take 1.2 s each, tokens the server holds valid for 1 s (4 s lifetime, its clock 3 s ahead) and a
+    client that keeps a token until its announced expiry: tokens expire during the downloads; every status poll and
+    file download still succeeds (a 401 renews the token and sends the request again)."""
     _, key_file = rsa_client
     resources = fixture_resources()
-    with AuthServer(token_lifetime=2) as auth, \
-            ProtectedFhirServer(auth, resources, file_seconds=1.2, clock_ahead=0.5) as fhir:
+    with AuthServer(token_lifetime=4) as auth, \
+            ProtectedFhirServer(auth, resources, file_seconds=1.2, clock_ahead=3.0) as fhir:
         smart = SmartBackendAuth("c1", key_file, fhir_base_url=fhir.base_url, renew_before=0)
         auth.register("c1", smart.public_jwks())
         with FhirClient(fhir.base_url, auth=smart, retries=0) as client:
