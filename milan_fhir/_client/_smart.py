@@ -102,6 +102,13 @@ class SmartBackendAuth(requests.auth.AuthBase):
             raise InputError("SMART Backend Services needs a client id (the one the authorization server registered)")
         if not fhir_base_url and not token_url:
             raise InputError("SMART Backend Services needs the FHIR server URL or a token URL")
+        try:
+            import cryptography  # noqa: F401
+            import jwt  # noqa: F401
+        except ImportError:
+            raise InputError(
+                "SMART Backend Services needs PyJWT with cryptography: pip install 'milan-fhir[smart]'"
+            ) from None
         install_redaction()
         self.client_id = str(client_id).strip()
         self._key, jwk_kid = _load_private_key(private_key)
