@@ -48,3 +48,11 @@ def test_no_writer_keeps_its_own_copy_of_the_words():
     for path, text in sources.items():
         for w in words:
             assert f'"{w}' not in text, f"{path.name} hard-codes {w!r}; take it from _writers/_words.py"
+
+
+def test_every_step_of_the_cohort_flow_has_its_words():
+    from milan_fhir._cohort._tally import CAUTION_STEPS
+
+    steps = [step for step, _, _ in CAUTION_STEPS]
+    assert set(_words.CAUTION_STEP_LABELS) == set(_words.CAUTION_STEP_SHORT) == set(steps)
+    assert sorted(c for _, codes, _ in CAUTION_STEPS for c in codes) == sorted(CAUTION_CODES)

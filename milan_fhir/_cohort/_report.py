@@ -9,21 +9,13 @@ import html
 from typing import Any
 
 from .._domain import CAUTION_CODES, CRITERIA, RuleSet
-from .._writers._words import STATUS_WORDS, caution_label, criterion_phrases
+from .._writers._words import CAUTION_STEP_LABELS, CAUTION_STEP_SHORT, STATUS_WORDS, caution_label, criterion_phrases
 
 __all__ = ["criterion_labels", "render_text", "render_html", "CAUTION_STEP_LABELS"]
 
 COLOURS = {"met": "#2e7d32", "indeterminate": "#f2a900", "not_met": "#c62828", "flow": "#1565c0",
            "caution": "#6a1b9a"}
 STATUS_LABELS = STATUS_WORDS
-
-#: the prerequisite steps of the flow (``Tally.caution_flow``), in words
-CAUTION_STEP_LABELS = {
-    "excluding": "deceased or prior liver transplant (leave the flow)",
-    "capping": "capping caution (stay in, cannot be within Milan)",
-    "informational": "prior malignancy (counted, stays in)",
-}
-
 
 def criterion_labels(rules: RuleSet) -> dict[str, str]:
     """Short human labels of the criteria with the rule set's numbers (from the writers' word registry)."""
@@ -189,11 +181,8 @@ def _flow_svg(s: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-_SHORT_STEPS = {"excluding": "deceased / transplanted", "capping": "capping cautions", "informational": "prior malignancy"}
-
-
 def _short_step(step: str) -> str:
-    return _SHORT_STEPS.get(step, step)
+    return CAUTION_STEP_SHORT.get(step, step)
 
 
 def _criteria_svg(s: dict[str, Any]) -> str:

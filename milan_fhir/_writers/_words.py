@@ -27,6 +27,8 @@ __all__ = [
     "VERDICT_DISPLAY",
     "CAUTION_LABELS",
     "CAUTION_EFFECTS",
+    "CAUTION_STEP_LABELS",
+    "CAUTION_STEP_SHORT",
     "caution_effect",
     "criterion_label",
     "criterion_phrase",
@@ -105,6 +107,19 @@ CAUTION_EFFECTS: dict[str, str] = {
     "excludes": "verdict ineligible",
     "caps": "verdict at most indeterminate",
     "informs": "for the team to weigh; verdict unchanged",
+}
+
+
+#: The prerequisite steps of the cohort flow (``_cohort._tally.CAUTION_STEPS``): long and short labels.
+CAUTION_STEP_LABELS: dict[str, str] = {
+    "excluding": "deceased or prior liver transplant (leave the flow)",
+    "capping": "capping caution (stay in, cannot be within Milan)",
+    "informational": "prior malignancy (counted, stays in)",
+}
+CAUTION_STEP_SHORT: dict[str, str] = {
+    "excluding": "deceased / transplanted",
+    "capping": "capping cautions",
+    "informational": "prior malignancy",
 }
 
 
