@@ -239,7 +239,7 @@ COMMANDS.append(_add_server_commands)
 
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    from ._api import software_version
+    from ._runtime import software_version
 
     parser = _Parser(
         prog=PROG,
