@@ -23,8 +23,6 @@ import html
 import json
 import uuid
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _dist_version
 from importlib import resources
 from typing import Any, Iterable
 
@@ -35,6 +33,7 @@ from pydantic import ValidationError
 
 from .._domain import Caution, Evaluation, Source, Verdict
 from .._mappings import Mappings, Prediction
+from .._runtime import software_version
 from ._words import (
     CAUTION_EFFECTS,
     STATUS_WORDS,
@@ -106,10 +105,8 @@ def _inputs(ev: Evaluation) -> dict[str, str | None]:
 
 @lru_cache(maxsize=1)
 def _installed_version() -> str:
-    try:
-        return _dist_version("milan-fhir")
-    except PackageNotFoundError:
-        return "0.0.0+local"
+    """The software version the fingerprint records (looked up once per process: one RA per patient)."""
+    return software_version()
 
 
 def fingerprint(ev: Evaluation, mappings: Mappings, *, software_version: str | None = None) -> str:
