@@ -254,7 +254,7 @@ COMMANDS.append(_add_serve_and_smart)
 
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    from ._api import software_version
+    from ._runtime import software_version
 
     parser = _Parser(
         prog=PROG,

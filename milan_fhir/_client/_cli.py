@@ -90,7 +90,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 def _run_server_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .. import _cli
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
     from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, InputError
     from ._server import evaluate_on_server, select_patients
 

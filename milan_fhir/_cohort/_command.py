@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
 
     # settle mappings and rule set before any long work
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
 
     resolve_mappings(args.mappings or None).rule_set(args.rule_set)
 
