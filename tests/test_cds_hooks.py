@@ -419,7 +419,7 @@ def test_cautions_are_in_summary_detail_and_extension():
     assert outside["summary"] == "Outside Milan: deceased (caution)" and outside["indicator"] == "warning"
     assert "deceasedDateTime 2026-05-01" in outside["detail"] and "Evidence: Patient/v01-p1." in outside["detail"]
     undecided = card(ev.model_copy(update={"cautions": (other,), "verdict": Verdict.INDETERMINATE}), rules, software="x")
-    assert undecided["summary"] == "Milan undecided: another active malignancy (caution)"
+    assert undecided["summary"] == "Milan undecided: other active malignancy (caution)"
     assert [c["code"] for c in undecided["extension"]["milan-fhir"]["cautions"]] == ["other-malignancy"]
     assert undecided["extension"]["milan-fhir"]["cautions"][0]["evidence"] == ["Condition/c9"]
     plain = card(ev, rules, software="x")

@@ -62,7 +62,7 @@ def operation_outcome(message: str, code: str = "processing") -> dict[str, Any]:
 
 
 def _software() -> str:
-    from .._api import software_version
+    from .._runtime import software_version
 
     return software_version()
 
@@ -112,7 +112,7 @@ def _client_factory(config: ServiceConfig, fhir_server: str, authorization: dict
 def evaluate_hook(config: ServiceConfig, service_id: str, body: Any) -> dict[str, Any]:
     """The CDS Hooks response (``{"cards": [...]}``) for one call of service ``service_id``."""
     from .._adapters import build_records
-    from .._api import _today_utc
+    from .._runtime import today_utc as _today_utc
     from .._domain import PatientRecord
     from .._evaluate import evaluate_record
     from .._sources import read_resources

@@ -19,20 +19,13 @@ from typing import Any
 
 from .._domain import CAPPING_CAUTIONS, CRITERIA, EXCLUDING_CAUTIONS, Evaluation, RuleSet, Status, Verdict
 from .._writers import json_lines
-from .._writers.table import LABELS
+from .._writers._words import CAUTION_LABELS, CRITERION_LABELS
 
 __all__ = ["card", "summary"]
 
 SUMMARY_MAX = 140
 _ICONS = {Status.MET: "✅ met", Status.NOT_MET: "❌ not met", Status.INDETERMINATE: "❔ indeterminate"}
 _VERDICT = {Verdict.ELIGIBLE: "within Milan", Verdict.INELIGIBLE: "outside Milan", Verdict.INDETERMINATE: "undecided"}
-_CAUTION_LABELS = {
-    "deceased": "deceased",
-    "prior-liver-transplant": "prior liver transplant",
-    "no-liver-metastasis-record": "no liver metastasis recorded",
-    "other-malignancy": "another active malignancy",
-    "prior-malignancy": "prior malignancy",
-}
 #: what an open criterion lacks, in a word or two (for the summary)
 _OPEN_LABELS = {
     "age": "birth date",
@@ -42,6 +35,11 @@ _OPEN_LABELS = {
     "stable_disease": "disease status",
     "no_extrahepatic_disease": "staging",
 }
+
+
+def _caution_words(code: str) -> str:
+    label = CAUTION_LABELS.get(code, code)
+    return label[:1].lower() + label[1:]
 
 
 def _failed_label(name: str, rules: RuleSet) -> str:
@@ -89,7 +87,7 @@ def summary(ev: Evaluation, rules: RuleSet) -> str:
             text += "; note: prior malignancy"
         return text[:SUMMARY_MAX]
     if ev.verdict == Verdict.INELIGIBLE:
-        parts = [f"{_CAUTION_LABELS.get(c.code, c.code)} (caution)" for c in excluding]
+        parts = [f"{_caution_words(c.code)} (caution)" for c in excluding]
         parts += [_failed_label(n, rules) for n in names if ev.criteria[n].status == Status.NOT_MET]
         prefix = "Outside Milan: "
         return prefix + _join(parts or ["see details"], SUMMARY_MAX - len(prefix))
@@ -97,7 +95,7 @@ def summary(ev: Evaluation, rules: RuleSet) -> str:
     parts = []
     if open_:
         parts.append(_join(open_, 90) + " missing")
-    parts += [f"{_CAUTION_LABELS.get(c.code, c.code)} (caution)" for c in capping]
+    parts += [f"{_caution_words(c.code)} (caution)" for c in capping]
     prefix = "Milan undecided: "
     return prefix + _join(parts or ["see details"], SUMMARY_MAX - len(prefix))
 
@@ -118,7 +116,7 @@ def _detail(ev: Evaluation, rules: RuleSet, data_origin: dict[str, str]) -> str:
         lines.append("")
         for c in ev.cautions:
             refs = ", ".join(s.reference for s in c.evidence)
-            lines.append(f"- **{_CAUTION_LABELS.get(c.code, c.code)}** (`{c.code}`): {_md(c.reason)}"
+            lines.append(f"- **{_caution_words(c.code)}** (`{c.code}`): {_md(c.reason)}"
                          + (f" Evidence: {refs}." if refs else ""))
         lines.append("")
     lines += ["| criterion | status | reason and evidence |", "|---|---|---|"]
@@ -130,7 +128,7 @@ def _detail(ev: Evaluation, rules: RuleSet, data_origin: dict[str, str]) -> str:
             cell += f" Evidence: {', '.join(refs)}."
         if res.missing:
             cell += f" **Would settle it:** {_md('; '.join(res.missing))}."
-        lines.append(f"| {LABELS.get(name, name)} | {_ICONS[res.status]} | {cell} |")
+        lines.append(f"| {CRITERION_LABELS.get(name, name)} | {_ICONS[res.status]} | {cell} |")
     lines.append("")
     if ev.unusable:
         lines.append("Values that could not be read: " + "; ".join(

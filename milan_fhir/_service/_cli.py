@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
     from .._cli import parse_as_of
     from ..errors import InputError
     from ._app import ServiceConfig
