@@ -108,6 +108,7 @@ class AuthServer:
         self.clients: dict[str, _Client] = {}
         self.used_jti: set[str] = set()
         self.issued: list[dict[str, Any]] = []  # claims of the access tokens issued
+        self.access_tokens: list[str] = []  # the access tokens themselves (to prove they are never logged)
         self.refused: list[str] = []  # error descriptions of refused token requests
         self.assertion_headers: list[dict[str, Any]] = []
         self.signing_key = rsa_key()
@@ -178,7 +179,9 @@ class AuthServer:
         @app.post("/token")
         def token():
             resp = server.create_token_response()
-            if resp.status_code != 200:
+            if resp.status_code == 200:
+                outer.access_tokens.append(resp.get_json()["access_token"])
+            else:
                 outer.refused.append(resp.get_json().get("error_description") or resp.get_json().get("error"))
             return resp
 

@@ -255,3 +255,28 @@ def test_pickles_for_worker_processes(rsa_client):
         assert copy.kid == smart.kid and copy.tokens_obtained == 0
         assert copy.access_token()
         assert len(auth.issued) == 2
+
+
+def test_no_token_or_assertion_in_the_logs(rsa_client, caplog):
+    import logging
+
+    _, key_file = rsa_client
+    caplog.set_level(logging.DEBUG)
+    with AuthServer(token_lifetime=4) as auth, ProtectedFhirServer(auth, fixture_resources(), clock_ahead=2.0) as fhir:
+        smart = SmartBackendAuth("c1", key_file, fhir_base_url=fhir.base_url, renew_before=0)
+        auth.register("c1", smart.public_jwks())
+        assertions: list[str] = []
+        sign = smart.client_assertion
+        smart.client_assertion = lambda: assertions.append(sign()) or assertions[-1]  # type: ignore[method-assign]
+        with FhirClient(fhir.base_url, auth=smart, retries=0) as client:
+            client.read("Patient", "v01-p1")
+            time.sleep(2.5)
+            client.read("Patient", "v01-p1")  # 401, renewal, resend: the most logging there is
+        assert len(auth.access_tokens) == 2 and len(assertions) == 2
+    # the client side's logs (the test authorization server's own Authlib debug log does show what it issues)
+    ours = [r for r in caplog.records if r.name.startswith(("milan_fhir", "urllib3", "requests"))]
+    logged = "\n".join(r.getMessage() for r in ours)
+    assert "SMART: access token obtained" in logged and "401" in logged
+    for secret in auth.access_tokens + assertions:
+        for part in secret.split("."):
+            assert part not in logged
