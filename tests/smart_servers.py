@@ -423,3 +423,76 @@ class CdsClientSigner:
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, key, algorithm=alg, headers=headers)
+
+
+class TokenCheckingProxy:
+    """A reverse proxy in front of a real FHIR server (the local HAPI) that requires the AuthServer's tokens:
+    signature and expiry; reads need a read scope of the type, a batch or transaction that writes needs
+    ``system/RiskAssessment.cru`` or ``.write``. Serves ``.well-known/smart-configuration`` itself."""
+
+    def __init__(self, auth: AuthServer, upstream: str) -> None:
+        import http.client
+
+        self.auth = auth
+        self.upstream = urlsplit(upstream.rstrip("/"))
+        self.log: list[tuple[str, str, int]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, status, body, headers):
+                self.send_response(status)
+                for k, v in headers:
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                outer.log.append((self.command, urlsplit(self.path).path, status))
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                path = urlsplit(self.path).path
+                if path == "/fhir/.well-known/smart-configuration":
+                    conf = {"token_endpoint": outer.auth.token_url, "capabilities": ["permission-v2"],
+                            "token_endpoint_auth_methods_supported": ["private_key_jwt"]}
+                    return self._reply(200, json.dumps(conf).encode(), [("Content-Type", "application/json")])
+                token = (self.headers.get("Authorization") or "")[7:]
+                try:
+                    claims = jwt.decode(token, outer.auth.public_key(), algorithms=["RS256"], issuer=outer.auth.base_url)
+                except jwt.PyJWTError:
+                    return self._reply(401, b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login"}]}',
+                                       [("Content-Type", "application/fhir+json"), ("WWW-Authenticate", "Bearer")])
+                scopes = set((claims.get("scope") or "").split())
+                writes = self.command in ("PUT", "DELETE") or b'"method":"PUT"' in body.replace(b" ", b"") \
+                    or b'"method":"POST"' in body.replace(b" ", b"")
+                if writes and not scopes & {"system/RiskAssessment.cru", "system/RiskAssessment.write"}:
+                    return self._reply(403, b'{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"forbidden"}]}',
+                                       [("Content-Type", "application/fhir+json")])
+                conn = http.client.HTTPConnection(outer.upstream.hostname, outer.upstream.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "authorization", "connection")}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                conn.close()
+                self._reply(resp.status, data, resp.getheaders())
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}{self.upstream.path}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "TokenCheckingProxy":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
