@@ -51,3 +51,43 @@ def test_evaluate_server_write_back_through_smart(hapi_base_url, fhir_run_tag, t
         for prov in direct.search("Provenance", {"target": f"RiskAssessment/{found[0]['id']}"}):
             fhir_run_tag.apply(prov)
             direct.json("PUT", f"Provenance/{prov['id']}", body=prov)
+
+
+def test_cohort_export_and_write_back_workers_through_smart(hapi_base_url, fhir_run_tag, tmp_path):
+    """$export (kick-off, polls, Binary downloads) and the write-back worker processes, all through the proxy with
+    SMART tokens: the workers get the SmartBackendAuth pickled (the key travels, no token)."""
+    from milan_fhir import SmartBackendAuth, run_cohort
+    from milan_fhir._client import entry_error
+    from milan_fhir._cohort._export import bulk_export
+    from test_cohort import make_export
+    from test_cohort_hapi import _resources
+
+    prefix = "s" + fhir_run_tag.code[:9]
+    resources = _resources(make_export(tmp_path / "gen", patients=6, resources=12, net_fraction=0.5, parts=1),
+                           prefix, fhir_run_tag)
+    group = fhir_run_tag.apply({"resourceType": "Group", "id": f"smart-{prefix}", "type": "person", "actual": True,
+                                "member": [{"entity": {"reference": f"Patient/{r['id']}"}}
+                                           for r in resources if r["resourceType"] == "Patient"]})
+    with FhirClient(hapi_base_url) as direct:
+        answer = direct.transaction([{"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+                                     for r in [*resources, group]], idempotent=True)
+        assert all(entry_error(e, "upload") is None for e in answer.get("entry", []))
+    key = rsa_key()
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(pem(key))
+    tag = (fhir_run_tag.system, fhir_run_tag.code)
+    with AuthServer() as auth, TokenCheckingProxy(auth, hapi_base_url) as proxy:
+        smart = SmartBackendAuth("registry", key_file, fhir_base_url=proxy.base_url, write=True)
+        auth.register("registry", smart.public_jwks())
+        with FhirClient(proxy.base_url, auth=smart) as client:
+            export = bulk_export(client, tmp_path / "out" / "export", group=group["id"], poll_cap=5.0, timeout=300,
+                                 log=lambda m: None)
+            summary = run_cohort(tmp_path / "out" / "export", tmp_path / "out", as_of=AS_OF, workers=2,
+                                 write_back={"base_url": proxy.base_url, "token": smart.access_token, "tag": tag,
+                                             "batch_size": 5})
+            for url in export.urls:
+                client.request("DELETE", url)
+        statuses = [s for _, _, s in proxy.log]
+        assert 401 not in statuses and 403 not in statuses
+        assert any(p.endswith("/$export") for _, p, _ in proxy.log)
+    assert summary["write_back"]["failed"] == 0 and summary["write_back"]["created"] == summary["tally"]["patients"] >= 1
