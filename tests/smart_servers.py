@@ -240,6 +240,8 @@ class ProtectedFhirServer:
                 pass
 
             def _send(self, status, body=b"", ctype="application/fhir+json", headers=None):
+                with outer.lock:  # logged before the answer leaves: a client that reads it finds it logged
+                    outer.log.append((self.command, urlsplit(self.path).path, status))
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 for k, v in (headers or {}).items():
@@ -247,8 +249,6 @@ class ProtectedFhirServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                with outer.lock:
-                    outer.log.append((self.command, urlsplit(self.path).path, status))
 
             def _authorised(self, need: str | None) -> bool:
                 header = self.headers.get("Authorization", "")
@@ -347,6 +347,8 @@ class ProtectedFhirServer:
     def _stream_file(self, handler: Any, rtype: str) -> None:
         lines = [json.dumps(r).encode() + b"\n" for r in self.resources if r["resourceType"] == rtype]
         body = b"".join(lines)
+        with self.lock:
+            self.log.append(("GET", f"/files/{rtype}.ndjson", 200))
         handler.send_response(200)
         handler.send_header("Content-Type", "application/fhir+ndjson")
         handler.send_header("Content-Length", str(len(body)))
@@ -358,8 +360,6 @@ class ProtectedFhirServer:
             handler.wfile.flush()
             if self.file_seconds:
                 time.sleep(self.file_seconds / 4)
-        with self.lock:
-            self.log.append(("GET", f"/files/{rtype}.ndjson", 200))
 
     def statuses(self, prefix: str) -> list[int]:
         return [s for _, p, s in self.log if p.startswith(prefix)]
@@ -445,6 +445,7 @@ class TokenCheckingProxy:
                 pass
 
             def _reply(self, status, body, headers):
+                outer.log.append((self.command, urlsplit(self.path).path, status))
                 self.send_response(status)
                 for k, v in headers:
                     if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
@@ -452,7 +453,6 @@ class TokenCheckingProxy:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-                outer.log.append((self.command, urlsplit(self.path).path, status))
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
