@@ -22,6 +22,8 @@ import re
 from typing import Callable, Iterable
 
 import requests
+
+from .. import errors as _errors
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -124,26 +126,27 @@ class BearerAuth(requests.auth.AuthBase):
     def current(self) -> str | None:
         if self._token is None and callable(self._source):
             self._token = str(self._source())
-            _SECRETS.add(self._token)
+            _errors.register_secret(self._token)
         return self._token
 
     def refresh(self) -> None:
         if callable(self._source):
             self._token = str(self._source())
-            _SECRETS.add(self._token)
+            _errors.register_secret(self._token)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self.current()
         if token:
-            _SECRETS.add(token)
+            _errors.register_secret(token)
             r.headers["Authorization"] = f"Bearer {token}"
         return r
 
 
 # ---------------------------------------------------------------------------------------------- redaction
 
-#: every token seen by any BearerAuth in this process: redacted wherever it appears
-_SECRETS: set[str] = set()
+#: every token seen by any BearerAuth in this process: redacted wherever it appears (the registry of
+#: :func:`milan_fhir.errors.register_secret`, shared with every error message)
+_SECRETS = _errors._SECRETS
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
 _AUTH_HEADER = re.compile(r"(?i)('?authorization'?\s*[:=]\s*'?)[^,'}\n]+")
@@ -154,9 +157,7 @@ _REF = re.compile(r"\b(?!HTTPS?\b)([A-Z][A-Za-z]+)/(?!_history\b|\$)[A-Za-z0-9\-
 
 def redact(text: str) -> str:
     """Text with tokens, query strings and resource ids removed."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    text = _errors.scrub(text)
     text = _BEARER.sub(r"\1***", text)
     text = _AUTH_HEADER.sub(r"\1***", text)
     text = _QUERY.sub("?<redacted>", text)
