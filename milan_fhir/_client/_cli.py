@@ -169,6 +169,9 @@ examples:
       every Bundle of the folder, one transaction per file (PUT per resource id: uploading twice is harmless)
   milan-fhir upload fixtures/ --server http://localhost:8080/fhir --definitions
       also the StructureDefinitions and CodeSystems milan-fhir's RiskAssessments use (for $validate)
+  milan-fhir upload fixtures/ --server http://localhost:8080/fhir --exclude '33-*'
+      leave out vignette 33 (data about a Patient that does not exist, on purpose: a server that checks
+      references refuses it)
 
 exit status: 0 when every file was written; 2 when a file was refused (the others are still written; a refused
 file is written not at all, a transaction being all or nothing).
@@ -191,6 +194,8 @@ def _add_upload(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", help="a FHIR Bundle (JSON) or a folder of them")
     p.add_argument("--server", metavar="URL", required=True, help="the FHIR R4 server base URL")
     p.add_argument("--definitions", action="store_true", help="also upload milan-fhir's StructureDefinitions and CodeSystems")
+    p.add_argument("--exclude", metavar="PATTERN", action="append", default=[],
+                   help="leave out the files of the folder whose name matches this shell pattern (e.g. '33-*'); repeatable")
     p.add_argument("--tag", metavar="SYSTEM|CODE", help="add this meta.tag to every resource uploaded (to find or purge them later)")
     p.add_argument("--timeout", metavar="SECONDS", type=float, default=60, help="seconds to wait for each answer (60)")
     p.set_defaults(run=_run_upload)
@@ -200,7 +205,7 @@ def _add_upload(subparsers: Any) -> argparse.ArgumentParser:
 
 def _run_upload(args: argparse.Namespace) -> int:
     from .. import _cli
-    from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, InputError
+    from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, InputError, printable
     from ._upload import bundle_files, read_bundle, upload_bundle
     from ._writeback import upload_definitions
 
@@ -210,7 +215,7 @@ def _run_upload(args: argparse.Namespace) -> int:
         if not sep or not system or not code:
             raise InputError(f"--tag {args.tag!r} must be SYSTEM|CODE")
         tag = (system, code)
-    files = bundle_files(args.path)
+    files = bundle_files(args.path, tuple(args.exclude))
     failed = total = 0
     with _client(args) as client:
         if args.definitions:
@@ -226,6 +231,7 @@ def _run_upload(args: argparse.Namespace) -> int:
                 _cli.warn(str(exc))
                 continue
             total += n
-            print(f"{_cli.PROG}: {f}: {n} resources written", file=sys.stderr)
-    print(f"{_cli.PROG}: {total} resources from {len(files) - failed} of {len(files)} file(s) written to {args.server}", file=sys.stderr)
+            print(f"{_cli.PROG}: {printable(str(f))}: {n} resources written", file=sys.stderr)
+    print(f"{_cli.PROG}: {total} resources from {len(files) - failed} of {len(files)} file(s) written to "
+          f"{client.base_url}", file=sys.stderr)
     return _cli.EXIT_ERROR if failed else _cli.EXIT_OK
