@@ -19,7 +19,8 @@ examples:
       every NDJSON file in export/ (plain or .gz, any naming); outputs in screening/
   milan-fhir cohort export/ --out screening/ --workers 4 --resume
       4 worker processes; reuse what an interrupted run into screening/ already finished
-  milan-fhir cohort --server https://fhir.example.org/fhir --group net-registry --out screening/ --write-back
+  milan-fhir cohort --server https://fhir.example.org/fhir --group net-registry --out screening/ --as-of 2026-01-15 \
+      --write-back
       run a Bulk Data $export of Group/net-registry, screen it, and write the RiskAssessments back
 
 outputs (in --out): results.ndjson (one JSON line per patient, criteria.md §6), risk-assessments.ndjson (FHIR
