@@ -99,8 +99,8 @@ def emit(evaluations: Sequence[Any], fmt: str, mappings: Any) -> None:
     elif fmt == "fhir":
         for ev in evaluations:
             _write(orjson.dumps(fhir.risk_assessment(ev, mappings)).decode() + "\n")
-    else:
-        _write(table.render(evaluations))
+    else:  # for people, often on a terminal: control characters in ids or reasons are shown escaped
+        _write(printable(table.render(evaluations)))
     sys.stdout.flush()
 
 

@@ -80,12 +80,16 @@ def ensure_dir(path: str | os.PathLike[str], *, mode: int | None = None) -> Path
     try:
         st = os.lstat(p)
     except FileNotFoundError:
-        try:
-            p.mkdir(parents=True, mode=dir_mode() if mode is None else mode)
-        except FileExistsError:
-            pass
-        except OSError as exc:
-            raise _fail(exc, p, "cannot create the folder") from None
+        missing = [p]
+        while not missing[-1].parent.exists() and missing[-1].parent != missing[-1]:
+            missing.append(missing[-1].parent)
+        for folder in reversed(missing):  # every folder we create gets the private mode, parents included
+            try:
+                folder.mkdir(mode=dir_mode() if mode is None else mode)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise _fail(exc, folder, "cannot create the folder") from None
         st = os.lstat(p)
     except OSError as exc:
         raise _fail(exc, p, "cannot use the folder") from None

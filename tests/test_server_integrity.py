@@ -451,3 +451,15 @@ def test_ids_with_terminal_escapes_are_shown_escaped(serve, capsys):
     rc = main(["evaluate", "--server", s.base, "--patient", "evil\x1b[2J", "--as-of", AS_OF])
     err = capsys.readouterr().err
     assert rc == 2 and "\x1b" not in err and "\\x1b" in err
+
+
+def test_the_table_shows_escape_sequences_in_ids_escaped(tmp_path, capsys):
+    from milan_fhir._cli import main
+
+    src = orjson.loads((FIXTURES / "01-ileal-net-eligible.json").read_bytes())
+    pid = src["entry"][0]["resource"]["id"]
+    text = orjson.dumps(src).replace(f'"{pid}"'.encode(), b'"evil\\u001b[2Jx"')
+    (tmp_path / "b.json").write_bytes(text)
+    main(["evaluate", str(tmp_path / "b.json"), "--as-of", AS_OF])
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out and "\x1b" not in err

@@ -32,7 +32,7 @@ def test_atomic_write_is_private_and_leaves_no_temp_file(tmp_path, monkeypatch):
     out = _sink.ensure_dir(tmp_path / "new" / "out")
     _sink.write_bytes(out / "a.json", b"{}")
     assert (out / "a.json").read_bytes() == b"{}"
-    assert mode(out / "a.json") == 0o600 and mode(out) == 0o700
+    assert mode(out / "a.json") == 0o600 and mode(out) == 0o700 and mode(out.parent) == 0o700
     assert sorted(p.name for p in out.iterdir()) == ["a.json"]
 
 
