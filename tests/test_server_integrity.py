@@ -463,3 +463,26 @@ def test_the_table_shows_escape_sequences_in_ids_escaped(tmp_path, capsys):
     main(["evaluate", str(tmp_path / "b.json"), "--as-of", AS_OF])
     out, err = capsys.readouterr()
     assert "\x1b" not in out and "\x1b" not in err
+
+
+def test_a_server_dripping_its_headers_meets_the_deadline(raw):
+    """The deadline holds while the status line and headers trickle in, not only the body."""
+    done = threading.Event()
+
+    def drip_headers(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(200):  # 20 s of headers, one byte every 0.1 s
+            if done.is_set():
+                return
+            conn.sendall(b"X")
+            time.sleep(0.1)
+
+    s = raw(drip_headers)
+    t0 = time.monotonic()
+    with FhirClient(s.base, timeout=1, deadline=1.5) as c, pytest.raises(FhirConnectionError) as exc:
+        c.read("Patient", "p1")
+    waited = time.monotonic() - t0
+    done.set()
+    assert "deadline" in str(exc.value)
+    # not a performance figure: the drip lasts 20 s, and without the deadline the request lasts as long
+    assert waited < 10, f"the request was held {waited:.0f} s by a server dripping its headers"

@@ -30,7 +30,7 @@ from ..errors import (
     register_secret,
     scrub,
 )
-from ._session import BearerAuth, TokenSource, install_redaction, make_session, redact, retries_from_env
+from ._session import BearerAuth, Deadline, TokenSource, install_redaction, make_session, redact, retries_from_env
 
 __all__ = ["FhirClient", "error_for", "entry_error"]
 
@@ -164,47 +164,31 @@ class FhirClient:
             with self._lock:
                 self.request_count += 1
             started = time.monotonic()
+            deadline = Deadline(self.deadline)
             try:
-                resp = session.request(
-                    method, url, params=params, data=data, headers=hdrs, verify=self.verify, stream=True,
-                    allow_redirects=False, timeout=(min(10.0, self.timeout), self.timeout),
-                )
-            except requests.exceptions.SSLError as exc:
-                raise FhirConnectionError(
-                    f"TLS verification of {self.base_url} failed ({_reason(exc)}); pass a CA bundle, or verify=False "
-                    "only for a test server",
-                    url=self.base_url,
-                ) from None
-            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
-                if not isinstance(exc, requests.exceptions.Timeout) and "timed out" not in str(exc).lower():
-                    raise FhirConnectionError(
-                        f"cannot reach the FHIR server at {self.base_url} for {what}{self._after()}: "
-                        f"{_reason(exc)}",
-                        url=self.base_url,
-                    ) from None
-                raise FhirConnectionError(
-                    f"the FHIR server at {self.base_url} did not answer {what} within "
-                    f"{self.timeout:g} s{self._after()}",
-                    url=self.base_url,
-                ) from None
-            except requests.exceptions.RequestException as exc:
-                raise FhirConnectionError(
-                    f"cannot reach the FHIR server at {self.base_url} for {what}{self._after()}: "
-                    f"{_reason(exc)}",
-                    url=self.base_url,
-                ) from None
-            try:
-                if 300 <= resp.status_code < 400:
-                    raise FhirProtocolError(
-                        f"{what}: the server answered with a redirect ({resp.status_code}) to "
-                        f"{_origin(resp.headers.get('Location'))}; milan-fhir does not follow redirects on API "
-                        "calls (check the server address: scheme, host, port, path)",
-                        status=resp.status_code,
-                        url=self.base_url,
+                with deadline:
+                    resp = session.request(
+                        method, url, params=params, data=data, headers=hdrs, verify=self.verify, stream=True,
+                        allow_redirects=False, timeout=(min(10.0, self.timeout), self.timeout),
                     )
-                self._read_body(resp, what, started)
-            finally:
-                resp.close()
+                    try:
+                        if 300 <= resp.status_code < 400:
+                            raise FhirProtocolError(
+                                f"{what}: the server answered with a redirect ({resp.status_code}) to "
+                                f"{_origin(resp.headers.get('Location'))}; milan-fhir does not follow redirects on "
+                                "API calls (check the server address: scheme, host, port, path)",
+                                status=resp.status_code,
+                                url=self.base_url,
+                            )
+                        self._read_body(resp, what, started, deadline)
+                    finally:
+                        resp.close()
+            except FhirServerError:
+                raise
+            except requests.exceptions.RequestException as exc:
+                if deadline.fired:
+                    raise self._deadline_error(what) from None
+                raise self._transport_error(exc, what) from None
             log.debug("%s %s -> %s in %.0f ms", method, url, resp.status_code, (time.monotonic() - started) * 1000)
             if resp.status_code == 401 and getattr(self._auth, "refreshable", False) and not refreshed:
                 log.info("the server refused the token (401): asking for a fresh one")
@@ -215,7 +199,28 @@ class FhirClient:
                 raise error_for(resp.status_code, _json_or_none(resp), what, self.base_url)
             return resp
 
-    def _read_body(self, resp: requests.Response, what: str, started: float) -> None:
+    def _deadline_error(self, what: str) -> FhirConnectionError:
+        return FhirConnectionError(f"{what}: the answer took longer than {self.deadline:g} s (deadline); stopped",
+                                   url=self.base_url)
+
+    def _transport_error(self, exc: Exception, what: str) -> FhirConnectionError:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return FhirConnectionError(
+                f"TLS verification of {self.base_url} failed ({_reason(exc)}); pass a CA bundle, or verify=False "
+                "only for a test server",
+                url=self.base_url,
+            )
+        if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+            return FhirConnectionError(
+                f"the FHIR server at {self.base_url} did not answer {what} within {self.timeout:g} s{self._after()}",
+                url=self.base_url,
+            )
+        return FhirConnectionError(
+            f"cannot reach the FHIR server at {self.base_url} for {what}{self._after()}: {_reason(exc)}",
+            url=self.base_url,
+        )
+
+    def _read_body(self, resp: requests.Response, what: str, started: float, deadline: Deadline) -> None:
         """Read the answer into ``resp`` (``resp.content``), at most :attr:`max_bytes`, within :attr:`deadline`
         seconds of ``started``: a server that sends too much, or trickles bytes to keep the read timeout from
         firing, gets a clear error instead of our memory or our time."""
@@ -229,11 +234,8 @@ class FhirClient:
         total = 0
         try:
             while True:
-                if time.monotonic() - started > self.deadline:
-                    raise FhirConnectionError(
-                        f"{what}: the answer took longer than {self.deadline:g} s (deadline); stopped",
-                        status=resp.status_code, url=self.base_url,
-                    )
+                if deadline.expired():
+                    raise self._deadline_error(what)
                 block = resp.raw.read1(_READ, decode_content=True)
                 if not block:
                     break
@@ -245,6 +247,8 @@ class FhirClient:
                     )
                 parts.append(block)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if deadline.fired:
+                raise self._deadline_error(what) from None
             raise FhirConnectionError(
                 f"{what}: the connection broke while reading the answer ({_reason(exc)})", url=self.base_url
             ) from None
