@@ -486,3 +486,18 @@ def test_a_server_dripping_its_headers_meets_the_deadline(raw):
     assert "deadline" in str(exc.value)
     # not a performance figure: the drip lasts 20 s, and without the deadline the request lasts as long
     assert waited < 10, f"the request was held {waited:.0f} s by a server dripping its headers"
+
+
+def test_export_downloads_follow_redirects_but_the_token_never_leaves_the_origin(serve, tmp_path):
+    """Downloads may be redirected to an object store: followed, without the Authorization header."""
+    from milan_fhir._cohort._export import _download
+
+    store = serve(lambda m, p, h, b: (200, {}, b'{"resourceType":"Patient","id":"p1"}\n'))
+    ours = serve(lambda m, p, h, b: (302, {"Location": f"{store.base}/bucket/Patient-1.ndjson"}, None))
+    with FhirClient(ours.base, token="tok-on-our-origin-only") as c:
+        _download(c, f"{ours.base}/files/Patient-1.ndjson", tmp_path / "Patient-1.ndjson")
+        _download(c, f"{store.base}/direct/Patient-2.ndjson", tmp_path / "Patient-2.ndjson")
+    assert ours.seen[0][2].get("Authorization") == "Bearer tok-on-our-origin-only"
+    assert [h.get("Authorization") for _, _, h in store.seen] == [None, None]
+    assert (tmp_path / "Patient-1.ndjson").read_bytes().startswith(b'{"resourceType":"Patient"')
+    assert (tmp_path / "Patient-2.ndjson").exists()
