@@ -190,13 +190,26 @@ def test_unknown_patient_is_a_warning_and_exit_2(hapi_base_url, capsys):
     assert "has no Patient nobody-" in err and "Traceback" not in err
 
 
-def test_all_patients_preselection(uploaded, hapi_base_url):
-    from milan_fhir._client import select_patients
+def test_all_patients_lists_every_uploaded_patient_whatever_its_codes(uploaded, hapi_base_url):
+    """Finding: --all-patients searched dotted ICD-10-CM codes only, so v30-p1 (coded C7A012) was never screened."""
+    from milan_fhir._client import list_patients
 
+    uploaded_ids = {e["resource"]["id"] for b in uploaded.values() for e in b["entry"]
+                    if e["resource"]["resourceType"] == "Patient"}
     with FhirClient(hapi_base_url, retries=2) as c:
-        found = set(select_patients(c))
-    assert {"v01-p1", "v02-p2", "v15-p1"} <= found
-    assert "v17-p1" in found  # liver metastases only, no primary recorded
+        sel = list_patients(c)
+    assert uploaded_ids <= set(sel.ids)
+    assert {"v30-p1", "v17-p1", "v01-p1"} <= set(sel.ids)
+    assert sel.server_total is not None and sel.complete  # HAPI counts; the listing matches the count
+
+
+def test_cli_all_patients_screens_the_icd_without_dot_vignette(uploaded, hapi_base_url, capsys):
+    code = main(["evaluate", "--server", hapi_base_url, "--all-patients", "--as-of", AS_OF, "--format", "json"])
+    out, err = capsys.readouterr()
+    lines = {json.loads(x)["patient"]: json.loads(x) for x in out.splitlines()}
+    assert lines["Patient/v30-p1"]["verdict"] == "eligible"
+    assert "patient(s) on the server" in err and f"{len(lines)} screened" in err
+    assert code in (0, 2)  # 2 only when another session's patient could not be read (shared server)
 
 
 def test_read_budget_two_requests_and_one_write(hapi_base_url, client, tag):
