@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give either SOURCE or --server, not both")
     if not args.server and not args.source:
         raise InputError("no input: give SOURCE (a folder of NDJSON files) or --server URL (see 'milan-fhir cohort --help')")
+    if args.write_back and args.as_of is None:
+        from .._cli import warn
+
+        warn("--write-back without --as-of evaluates as of today: results that change with the date are written "
+             "again on another day (and differ from an evaluate run with its own --as-of); give --as-of")
     token = os.environ.get("MILAN_FHIR_TOKEN") or None
     progress = not args.no_progress and sys.stderr.isatty()
 

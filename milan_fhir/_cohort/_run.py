@@ -31,7 +31,7 @@ import orjson
 
 from .._api import _as_date as as_date
 from .._mappings import Mappings
-from ..errors import InputError
+from ..errors import InputError, scrub
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
 from ._tally import Tally
@@ -394,7 +394,7 @@ def run_cohort(
         "outputs": list(OUTPUT_FILES) + ([WRITE_BACK_FILE] if write_back else []),
     }
     if write_back:
-        summary["write_back"] = {"server": write_back["base_url"], **(wb_counts or {})}
+        summary["write_back"] = {"server": scrub(write_back["base_url"]), **(wb_counts or {})}
     write_atomic(outp / "report.html", render_html(summary).encode("utf-8"), durable=True)
     t_end = time.perf_counter()
     summary["run"] = {
