@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from .._domain import Evaluation, PatientRecord
 from .._mappings import Mappings
-from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, InputError, printable
+from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, printable
 from ._client import FhirClient
 from ._fetch import FetchResult, fetch_patient
 from ._writeback import _UNSET, WriteResult

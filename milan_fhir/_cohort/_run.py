@@ -31,7 +31,7 @@ import orjson
 
 from .._api import _as_date as as_date
 from .._mappings import Mappings
-from ..errors import InputError, scrub
+from ..errors import scrub
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
 from ._tally import Tally
