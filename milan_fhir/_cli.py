@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import sys
 import textwrap
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 import orjson
 
-from .errors import InputError, MilanFhirError
+from .errors import InputError, MilanFhirError, printable
 
-__all__ = ["main", "COMMANDS", "warn", "error_line", "report_problems", "emit", "write_out_dir", "parse_as_of"]
+__all__ = ["main", "COMMANDS", "warn", "error_line", "report_problems", "emit", "write_out_dir", "write_out",
+           "parse_as_of"]
 
 PROG = "milan-fhir"
 EXIT_OK = 0
@@ -42,11 +42,12 @@ class _Parser(argparse.ArgumentParser):
 
 # ------------------------------------------------------------------------------------------------ messages
 def warn(message: str) -> None:
-    print(f"{PROG}: warning: {' '.join(message.split())}", file=sys.stderr)
+    """One warning line on stderr; control characters (ANSI escapes in an id) are shown escaped."""
+    print(f"{PROG}: warning: {printable(' '.join(str(message).split()))}", file=sys.stderr)
 
 
 def error_line(message: str) -> str:
-    return f"{PROG}: error: {' '.join(str(message).split())}"
+    return f"{PROG}: error: {printable(' '.join(str(message).split()))}"
 
 
 def _problem_text(problem: Any) -> str:
@@ -97,36 +98,38 @@ def emit(evaluations: Sequence[Any], fmt: str, mappings: Any) -> None:
     elif fmt == "fhir":
         for ev in evaluations:
             _write(orjson.dumps(fhir.risk_assessment(ev, mappings)).decode() + "\n")
-    else:
-        _write(table.render(evaluations))
+    else:  # for people, often on a terminal: control characters in ids or reasons are shown escaped
+        _write(printable(table.render(evaluations)))
     sys.stdout.flush()
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def _file_stem(patient: str) -> str:
-    pid = patient.rsplit("/", 1)[-1] or patient
-    return _UNSAFE.sub("_", pid)
-
-
 def write_out_dir(out: Path, evaluations: Sequence[Any], mappings: Any) -> list[Path]:
-    """``<patient-id>.<rule-set>.json`` (the RiskAssessment) per evaluation and ``results.ndjson`` (JSON lines)."""
+    """``<patient-id>.<rule-set>.json`` (the RiskAssessment) per evaluation and ``results.ndjson`` (JSON lines),
+    each written through :mod:`milan_fhir._sink` (temporary file, fsync, rename; no symlink followed; mode 0600;
+    distinct names even when two ids differ only by case or by characters a file name cannot hold)."""
+    from . import _sink
     from ._writers import fhir, json_lines
 
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for ev in evaluations:
-            path = out / f"{_file_stem(ev.patient)}.{_UNSAFE.sub('_', ev.rule_set)}.json"
-            path.write_bytes(orjson.dumps(fhir.risk_assessment(ev, mappings), option=orjson.OPT_INDENT_2) + b"\n")
-            written.append(path)
-        results = out / "results.ndjson"
-        with open(results, "wb") as fh:
-            json_lines.write_lines(evaluations, fh)
-        written.append(results)
-    except OSError as exc:
-        raise InputError(f"cannot write the output: {exc.strerror or exc}", file=str(exc.filename or out)) from None
+    folder = _sink.ensure_dir(out)
+    _sink.clean_stale(folder)
+    claims = _sink.NameClaims(reserved=("results.ndjson",))
+    written = []
+    for ev in evaluations:
+        pid = ev.patient.rsplit("/", 1)[-1] or ev.patient
+        name = claims.claim(f"{_sink.safe_name(pid)}.{_sink.safe_name(ev.rule_set)}", ".json", ev.patient)
+        written.append(_sink.write_bytes(folder / name, orjson.dumps(fhir.risk_assessment(ev, mappings),
+                                                                     option=orjson.OPT_INDENT_2) + b"\n"))
+    with _sink.atomic_open(folder / "results.ndjson") as fh:
+        json_lines.write_lines(evaluations, fh)
+    written.append(folder / "results.ndjson")
+    return written
+
+
+def write_out(out: Path, evaluations: Sequence[Any], mappings: Any) -> list[Path]:
+    """:func:`write_out_dir`, and one line on stderr saying how many files were written where."""
+    written = write_out_dir(out, evaluations, mappings)
+    print(f"{PROG}: wrote {len(written) - 1} RiskAssessment file(s) and results.ndjson to {printable(str(out))}",
+          file=sys.stderr)
     return written
 
 
@@ -211,8 +214,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         report_problems(problems)  # what was read before a fatal fault is still reported
     emit(evaluations, args.format, mappings)
     if args.out is not None:
-        written = write_out_dir(args.out, evaluations, mappings)
-        print(f"{PROG}: wrote {len(written) - 1} RiskAssessment file(s) and results.ndjson to {args.out}", file=sys.stderr)
+        write_out(args.out, evaluations, mappings)
     return EXIT_OK
 
 

@@ -10,13 +10,21 @@
         ├── FhirAuthError             401 / 403
         ├── FhirNotFoundError         404 / 410
         ├── FhirConflictError         409 / 412 (a concurrent update won)
-        └── FhirUnprocessableError    400 / 422 (the server refused the content)
+        ├── FhirUnprocessableError    400 / 422 (the server refused the content)
+        └── FhirProtocolError         an answer that breaks the protocol: a redirect on an API call, an answer
+                                      too large or too slow, a transaction-response that does not confirm the
+                                      write (nothing is reported written)
+    OutputError (InputError)          an output file or folder cannot be written safely
+
+Server text is never trusted: every FhirServerError message is passed through :func:`scrub` (tokens,
+Authorization headers, user:password in URLs removed; control characters escaped).
 
 Each carries a message a person can act on: which file, resource and field, and what is wrong.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -31,6 +39,11 @@ __all__ = [
     "FhirNotFoundError",
     "FhirConflictError",
     "FhirUnprocessableError",
+    "FhirProtocolError",
+    "OutputError",
+    "scrub",
+    "register_secret",
+    "printable",
 ]
 
 
@@ -95,10 +108,10 @@ class FhirServerError(MilanFhirError):
         operation_outcome: dict[str, Any] | None = None,
     ) -> None:
         self.status = status
-        self.url = url
+        self.url = scrub(url) if url else url
         self.operation_outcome = operation_outcome
-        self.diagnostics = _diagnostics(operation_outcome)
-        text = message
+        self.diagnostics = [scrub(d)[:500] for d in _diagnostics(operation_outcome)]
+        text = scrub(message)
         if status is not None:
             text = f"HTTP {status}: {text}"
         if self.diagnostics:
@@ -124,6 +137,52 @@ class FhirConflictError(FhirServerError):
 
 class FhirUnprocessableError(FhirServerError):
     """The server refused the content (400 or 422)."""
+
+
+class FhirProtocolError(FhirServerError):
+    """The server's answer breaks the protocol: a redirect on an API call, an answer over the byte cap or the
+    deadline, or a transaction-response that does not confirm what was sent (then nothing is reported written)."""
+
+
+class OutputError(InputError):
+    """An output file or folder cannot be written safely (a symlink, a name collision, a full disk)."""
+
+
+# ---------------------------------------------------------------------------------------------- scrubbing
+
+#: values never to show (bearer tokens, passwords): registered by the HTTP client as it learns them
+_SECRETS: set[str] = set()
+
+_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s'\",;]+")
+_AUTH_HEADER = re.compile(r"(?i)((?:proxy-)?authorization|cookie|set-cookie|x-api-key)(['\"]?\s*[:=]\s*['\"]?)[^,'\"}\n]+")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def register_secret(value: str | None) -> None:
+    """Never show ``value`` in an error message (tokens, passwords)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ANSI escapes, carriage returns, bidi overrides) shown
+    as ``\\xNN`` / ``\\uNNNN``; newlines and tabs kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        text)
+
+
+def scrub(text: str) -> str:
+    """``text`` without secrets: registered tokens, ``Bearer``/``Basic`` credentials, Authorization and cookie
+    headers, ``user:password@`` in URLs; and :func:`printable`."""
+    text = str(text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = _BEARER.sub(r"\1\2***", text)
+    text = _AUTH_HEADER.sub(r"\1\2***", text)
+    text = _USERINFO.sub(r"\1***@", text)
+    return printable(text)
 
 
 def _diagnostics(outcome: dict[str, Any] | None) -> list[str]:

@@ -26,6 +26,8 @@ class FakeBulkServer:
         self.retry_after = retry_after
         self.kickoff_status = kickoff_status
         self.requests: list[tuple[str, str, dict]] = []
+        #: the manifest's output[].type of a file (tests put hostile values here)
+        self.type_of = lambda name: name.split("-")[0].split(".")[0]
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,7 +64,7 @@ class FakeBulkServer:
                     manifest = {
                         "transactionTime": "2026-01-15T00:00:00Z", "request": f"{base}/fhir/$export",
                         "requiresAccessToken": False,
-                        "output": [{"type": p.name.split("-")[0].split(".")[0], "url": f"{base}/files/{p.name}"} for p in files],
+                        "output": [{"type": outer.type_of(p.name), "url": f"{base}/files/{p.name}"} for p in files],
                         "error": [],
                     }
                     return self._send(200, orjson.dumps(manifest), {"Content-Type": "application/json"})

@@ -190,13 +190,26 @@ def test_unknown_patient_is_a_warning_and_exit_2(hapi_base_url, capsys):
     assert "has no Patient nobody-" in err and "Traceback" not in err
 
 
-def test_all_patients_preselection(uploaded, hapi_base_url):
-    from milan_fhir._client import select_patients
+def test_all_patients_lists_every_uploaded_patient_whatever_its_codes(uploaded, hapi_base_url):
+    """Finding: --all-patients searched dotted ICD-10-CM codes only, so v30-p1 (coded C7A012) was never screened."""
+    from milan_fhir._client import list_patients
 
+    uploaded_ids = {e["resource"]["id"] for b in uploaded.values() for e in b["entry"]
+                    if e["resource"]["resourceType"] == "Patient"}
     with FhirClient(hapi_base_url, retries=2) as c:
-        found = set(select_patients(c))
-    assert {"v01-p1", "v02-p2", "v15-p1"} <= found
-    assert "v17-p1" in found  # liver metastases only, no primary recorded
+        sel = list_patients(c)
+    assert uploaded_ids <= set(sel.ids)
+    assert {"v30-p1", "v17-p1", "v01-p1"} <= set(sel.ids)
+    assert sel.server_total is not None and sel.complete  # HAPI counts; the listing matches the count
+
+
+def test_cli_all_patients_screens_the_icd_without_dot_vignette(uploaded, hapi_base_url, capsys):
+    code = main(["evaluate", "--server", hapi_base_url, "--all-patients", "--as-of", AS_OF, "--format", "json"])
+    out, err = capsys.readouterr()
+    lines = {json.loads(x)["patient"]: json.loads(x) for x in out.splitlines()}
+    assert lines["Patient/v30-p1"]["verdict"] == "eligible"
+    assert "patient(s) on the server" in err and f"{len(lines)} screened" in err
+    assert code in (0, 2)  # 2 only when another session's patient could not be read (shared server)
 
 
 def test_read_budget_two_requests_and_one_write(hapi_base_url, client, tag):
@@ -497,3 +510,113 @@ def test_server_stopped_mid_run(own_server, tag):
         milan_fhir.evaluate_patient(c, pid, as_of=AS_OF)
     assert "cannot reach the FHIR server" in str(err.value)
     assert "connection refused" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------ first-create race
+
+
+def _variant(ev, i: int):
+    """The same evaluation with a different result text: another fingerprint, as a writer with other inputs."""
+    criteria = dict(ev.criteria)
+    criteria["age"] = criteria["age"].model_copy(update={"reason": f"{criteria['age'].reason} (writer {i})"})
+    return ev.model_copy(update={"criteria": criteria})
+
+
+def test_local_hapi_ignores_if_none_match_on_put(client, tag):
+    """What the local HAPI does with the two race-free create preconditions (docs/server.md says so): it
+    ignores ``If-None-Match: *`` on a PUT (the second create becomes version 2), while a conditional create
+    (``If-None-Exist``) finds the first. Should HAPI start honouring If-None-Match, this test fails: then the
+    write-back gets race-free first creates on HAPI for free, and the docs need a line less."""
+    pid = private_patient(client, tag)
+    rid = f"t{uuid.uuid4().hex[:12]}"
+    meta = {"tag": [{"system": tag[0], "code": tag[1]}]}
+
+    def ra(status: str) -> dict:
+        return {"resourceType": "RiskAssessment", "id": rid, "meta": meta, "status": status,
+                "subject": {"reference": f"Patient/{pid}"},
+                "identifier": [{"system": "urn:test", "value": rid}]}
+
+    first = client.json("PUT", f"RiskAssessment/{rid}", body=ra("final"), headers={"If-None-Match": "*"})
+    second = client.json("PUT", f"RiskAssessment/{rid}", body=ra("preliminary"), headers={"If-None-Match": "*"})
+    assert (first["meta"]["versionId"], second["meta"]["versionId"]) == ("1", "2")
+    body = dict(ra("final"))
+    del body["id"]
+    created = client.json("POST", "RiskAssessment", body=body, headers={"If-None-Exist": f"identifier=urn:test|{rid}"})
+    assert created["id"] == rid  # found the existing one, created nothing
+
+
+def test_concurrent_first_writers_with_different_inputs_each_leave_a_version_with_its_own_provenance(
+    hapi_base_url, client, tag
+):
+    """Finding: a first write was a PUT at a fixed id without a precondition; a second first writer with other
+    inputs overwrote it, both reported 'created' and the current version had no Provenance. Now, whatever the
+    interleaving: every writer's result names a version holding its own fingerprint, that version has exactly
+    one Provenance naming it, and no Provenance names a version that is not its writer's."""
+    from milan_fhir._mappings import default_mappings
+
+    pid = private_patient(client, tag)
+
+    m = default_mappings()
+    with FhirClient(hapi_base_url, retries=2) as c:
+        base = evaluate_on_server(c, pid, as_of=AS_OF).evaluation
+    writers = 4
+    barrier = threading.Barrier(writers)
+    results, errors = [], []
+
+    def run(i: int) -> None:
+        try:
+            with FhirClient(hapi_base_url, retries=2) as c:
+                ev = _variant(base, i)
+                barrier.wait(timeout=60)
+                # current=None: each writer read "no assessment yet" before any of them wrote (a stale read)
+                results.append((i, low_level_write_back(c, ev, m, current=None, tag=tag)))
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=180)
+    assert errors == [] and len(results) == writers
+    ra = find_current(client, f"Patient/{pid}", "milan-net")
+    assert ra_count(client, pid) == 1
+    history = {e["resource"]["meta"]["versionId"]: e["resource"]
+               for e in client.json("GET", f"RiskAssessment/{ra['id']}/_history").get("entry") or []}
+    # HAPI strips the version from stored references (Provenance.target reads RiskAssessment/id): a Provenance is
+    # tied to its version by its deterministic id, hash of (assessment, version, fingerprint)
+    from milan_fhir._client._writeback import _provenance_id
+
+    provs = {p["id"]: p for p in provenances(client, ra["id"])}
+    expected = {_provenance_id(ra["id"], v, fhir_writer.read_fingerprint(r)): v for v, r in history.items()}
+    for i, res in results:
+        version = res.risk_assessment.rsplit("/", 1)[-1]
+        assert fhir_writer.read_fingerprint(history[version]) == res.fingerprint, f"writer {i}: not its content"
+        assert res.provenance and res.provenance.split("/")[1] == _provenance_id(ra["id"], version, res.fingerprint)
+        assert res.provenance.split("/")[1] in provs, f"writer {i}: its version has no Provenance"
+    stray = set(provs) - set(expected)
+    assert not stray, f"Provenances naming a version that is not their writer's: {stray}"
+    current = _provenance_id(ra["id"], ra["meta"]["versionId"], fhir_writer.read_fingerprint(ra))
+    assert current in provs, "the current version has no Provenance"
+    assert sum(r.action == "created" and r.note is None for _, r in results) <= 1
+
+
+def test_a_stale_first_writer_on_hapi_is_detected_and_its_provenance_moved_onto_its_version(hapi_base_url, client, tag):
+    """The sequential form of the race: B read "no assessment" before A created it, and writes after. HAPI
+    ignores If-None-Match, so B's create lands as version 2: detected, reported in the note, and B's Provenance
+    names version 2 (the one first written for version 1 is deleted); A's version 1 keeps A's Provenance."""
+    from milan_fhir._client._writeback import _provenance_id
+    from milan_fhir._mappings import default_mappings
+
+    m = default_mappings()
+    pid = private_patient(client, tag)
+    with FhirClient(hapi_base_url, retries=2) as c:
+        base = evaluate_on_server(c, pid, as_of=AS_OF).evaluation
+        a = low_level_write_back(c, _variant(base, 1), m, current=None, tag=tag)
+        b = low_level_write_back(c, _variant(base, 2), m, current=None, tag=tag)
+    assert a.action == "created" and a.note is None and a.risk_assessment.endswith("/_history/1")
+    assert b.note and "another writer created" in b.note and b.risk_assessment.endswith("/_history/2")
+    ra_id = a.risk_assessment.split("/")[1]
+    provs = {p["id"] for p in provenances(client, ra_id)}
+    assert provs == {_provenance_id(ra_id, "1", a.fingerprint), _provenance_id(ra_id, "2", b.fingerprint)}
+    assert b.provenance.split("/")[1] == _provenance_id(ra_id, "2", b.fingerprint)

@@ -16,34 +16,46 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import requests
+import urllib3
 
 from ..errors import (
     FhirAuthError,
     FhirConflictError,
     FhirConnectionError,
     FhirNotFoundError,
+    FhirProtocolError,
     FhirServerError,
     FhirUnprocessableError,
+    printable,
+    register_secret,
+    scrub,
 )
-from ._session import BearerAuth, TokenSource, install_redaction, make_session, redact, retries_from_env
+from ._session import BearerAuth, Deadline, TokenSource, install_redaction, make_session, redact, retries_from_env
 
 __all__ = ["FhirClient", "error_for", "entry_error"]
 
 log = logging.getLogger("milan_fhir.client")
 
 DEFAULT_PAGE_CAP = 200
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_MAX_SEARCH_BYTES = 512 << 20
 FHIR_JSON = "application/fhir+json"
+_READ = 1 << 16
 
 
 class FhirClient:
     """A FHIR R4 server at ``base_url`` (``https://host/fhir``).
 
-    ``token``: a bearer token, or a callable returning one (called again once after a 401).
-    ``timeout``: seconds to wait for the server to answer (connecting waits at most 10 s).
-    ``retries``: attempts after the first on connection errors and 429/502/503/504 (``0``: none; the
-    environment variable ``MILAN_FHIR_RETRIES`` overrides it). ``verify``: TLS verification (on, or a CA bundle
-    path). ``page_cap``: the most pages one search may follow before it stops with an error.
-    ``auth``: a :class:`requests.auth.AuthBase` instead of ``token`` (e.g. :class:`~milan_fhir.SmartBackendAuth`).
+    ``token``: a bearer token, or a callable returning one (called again once after a 401); or ``auth``: any
+    :class:`requests.auth.AuthBase` (SMART Backend Services, Basic). ``user:password@`` in ``base_url`` becomes
+    Basic auth and is never shown. ``timeout``: seconds to wait for the server to answer (connecting waits at
+    most 10 s). ``deadline``: the most seconds one answer may take in all, however slowly it trickles in
+    (default ``4 * timeout``). ``max_bytes``: the largest answer read (default 64 MiB); ``max_search_bytes``: the
+    most bytes one search may read over all its pages (default 512 MiB). ``retries``: attempts after the first on
+    connection errors and 429/502/503/504 (``0``: none; the environment variable ``MILAN_FHIR_RETRIES``
+    overrides it). ``verify``: TLS verification (on, or a CA bundle path), used for every request (an explicit
+    CA bundle wins over ``REQUESTS_CA_BUNDLE``). ``page_cap``: the most pages one search may follow before it
+    stops with an error. API calls never follow redirects: a 3xx answer is a :class:`FhirProtocolError`.
     """
 
     def __init__(
@@ -51,21 +63,38 @@ class FhirClient:
         base_url: str,
         *,
         token: TokenSource = None,
+        auth: requests.auth.AuthBase | None = None,
         timeout: float = 30,
+        deadline: float | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_search_bytes: int = DEFAULT_MAX_SEARCH_BYTES,
         retries: int = 3,
         verify: bool | str = True,
         page_cap: int = DEFAULT_PAGE_CAP,
         backoff: float = 0.5,
-        auth: requests.auth.AuthBase | None = None,
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
-            raise FhirConnectionError(f"the server address {base_url!r} must start with http:// or https://")
+            raise FhirConnectionError(
+                f"the server address {printable(scrub(str(base_url)))!r} must start with http:// or https://"
+            )
         install_redaction()
-        self.base_url = base_url.rstrip("/")
+        base_url, userinfo = _split_userinfo(base_url.rstrip("/"))
+        self.base_url = base_url
         self.timeout = timeout
+        self.deadline = float(deadline) if deadline is not None else 4.0 * float(timeout)
+        self.max_bytes = int(max_bytes)
+        self.max_search_bytes = int(max_search_bytes)
         self.retries = retries_from_env(retries)
         self.page_cap = page_cap
-        self._auth = auth if auth is not None else (BearerAuth(token) if token else None)
+        self.verify = verify
+        if auth is not None and token:
+            raise ValueError("give token or auth, not both")
+        if auth is None and token:
+            auth = BearerAuth(token)
+        if auth is None and userinfo is not None:
+            register_secret(userinfo[1])
+            auth = requests.auth.HTTPBasicAuth(*userinfo)
+        self._auth = auth
         # idempotent requests (reads, search batches, version-aware writes) retry more than other writes
         self._safe = make_session(self.retries, idempotent=True, verify=verify, pool=16)
         self._plain = make_session(self.retries, idempotent=False, verify=verify, pool=16)
@@ -130,38 +159,36 @@ class FhirClient:
         if headers:
             hdrs.update(headers)
         refreshed = False
+        what = f"{method} {_what(url)}"
         while True:
             with self._lock:
                 self.request_count += 1
             started = time.monotonic()
+            deadline = Deadline(self.deadline)
             try:
-                resp = session.request(
-                    method, url, params=params, data=data, headers=hdrs, timeout=(min(10.0, self.timeout), self.timeout)
-                )
-            except requests.exceptions.SSLError as exc:
-                raise FhirConnectionError(
-                    f"TLS verification of {self.base_url} failed ({_reason(exc)}); pass a CA bundle, or verify=False "
-                    "only for a test server",
-                    url=self.base_url,
-                ) from None
-            except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
-                if not isinstance(exc, requests.exceptions.Timeout) and "timed out" not in str(exc).lower():
-                    raise FhirConnectionError(
-                        f"cannot reach the FHIR server at {self.base_url} for {method} {_what(url)}{self._after()}: "
-                        f"{_reason(exc)}",
-                        url=self.base_url,
-                    ) from None
-                raise FhirConnectionError(
-                    f"the FHIR server at {self.base_url} did not answer {method} {_what(url)} within "
-                    f"{self.timeout:g} s{self._after()}",
-                    url=self.base_url,
-                ) from None
+                with deadline:
+                    resp = session.request(
+                        method, url, params=params, data=data, headers=hdrs, verify=self.verify, stream=True,
+                        allow_redirects=False, timeout=(min(10.0, self.timeout), self.timeout),
+                    )
+                    try:
+                        if 300 <= resp.status_code < 400:
+                            raise FhirProtocolError(
+                                f"{what}: the server answered with a redirect ({resp.status_code}) to "
+                                f"{_origin(resp.headers.get('Location'))}; milan-fhir does not follow redirects on "
+                                "API calls (check the server address: scheme, host, port, path)",
+                                status=resp.status_code,
+                                url=self.base_url,
+                            )
+                        self._read_body(resp, what, started, deadline)
+                    finally:
+                        resp.close()
+            except FhirServerError:
+                raise
             except requests.exceptions.RequestException as exc:
-                raise FhirConnectionError(
-                    f"cannot reach the FHIR server at {self.base_url} for {method} {_what(url)}{self._after()}: "
-                    f"{_reason(exc)}",
-                    url=self.base_url,
-                ) from None
+                if deadline.fired:
+                    raise self._deadline_error(what) from None
+                raise self._transport_error(exc, what) from None
             log.debug("%s %s -> %s in %.0f ms", method, url, resp.status_code, (time.monotonic() - started) * 1000)
             if resp.status_code == 401 and getattr(self._auth, "refreshable", False) and not refreshed:
                 log.info("the server refused the token (401): asking for a fresh one")
@@ -169,25 +196,84 @@ class FhirClient:
                 refreshed = True
                 continue
             if resp.status_code >= 400:
-                raise error_for(resp.status_code, _json_or_none(resp), f"{method} {_what(url)}", self.base_url)
+                raise error_for(resp.status_code, _json_or_none(resp), what, self.base_url)
             return resp
+
+    def _deadline_error(self, what: str) -> FhirConnectionError:
+        return FhirConnectionError(f"{what}: the answer took longer than {self.deadline:g} s (deadline); stopped",
+                                   url=self.base_url)
+
+    def _transport_error(self, exc: Exception, what: str) -> FhirConnectionError:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return FhirConnectionError(
+                f"TLS verification of {self.base_url} failed ({_reason(exc)}); pass a CA bundle, or verify=False "
+                "only for a test server",
+                url=self.base_url,
+            )
+        if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+            return FhirConnectionError(
+                f"the FHIR server at {self.base_url} did not answer {what} within {self.timeout:g} s{self._after()}",
+                url=self.base_url,
+            )
+        return FhirConnectionError(
+            f"cannot reach the FHIR server at {self.base_url} for {what}{self._after()}: {_reason(exc)}",
+            url=self.base_url,
+        )
+
+    def _read_body(self, resp: requests.Response, what: str, started: float, deadline: Deadline) -> None:
+        """Read the answer into ``resp`` (``resp.content``), at most :attr:`max_bytes`, within :attr:`deadline`
+        seconds of ``started``: a server that sends too much, or trickles bytes to keep the read timeout from
+        firing, gets a clear error instead of our memory or our time."""
+        length = resp.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_bytes:
+            raise FhirProtocolError(
+                f"{what}: the answer is {int(length):,} bytes, more than the {self.max_bytes:,} allowed (max_bytes)",
+                status=resp.status_code, url=self.base_url,
+            )
+        parts: list[bytes] = []
+        total = 0
+        try:
+            while True:
+                if deadline.expired():
+                    raise self._deadline_error(what)
+                block = resp.raw.read1(_READ, decode_content=True)
+                if not block:
+                    break
+                total += len(block)
+                if total > self.max_bytes:
+                    raise FhirProtocolError(
+                        f"{what}: the answer is more than the {self.max_bytes:,} bytes allowed (max_bytes); stopped",
+                        status=resp.status_code, url=self.base_url,
+                    )
+                parts.append(block)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if deadline.fired:
+                raise self._deadline_error(what) from None
+            raise FhirConnectionError(
+                f"{what}: the connection broke while reading the answer ({_reason(exc)})", url=self.base_url
+            ) from None
+        resp._content = b"".join(parts)  # noqa: SLF001 - requests' own cache of the body
+        resp._content_consumed = True  # noqa: SLF001
 
     def _after(self) -> str:
         return f" (after {self.retries} retries)" if self.retries else ""
 
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self._json_sized(method, path, **kwargs)[0]
+
+    def _json_sized(self, method: str, path: str, **kwargs: Any) -> tuple[dict[str, Any], int]:
         resp = self.request(method, path, **kwargs)
         data = _json_or_none(resp)
         if data is None:
             if not resp.content:
-                return {}
+                return {}, 0
             raise FhirServerError(
                 f"{method} {_what(self.url(path))}: the answer is not FHIR JSON "
                 f"(Content-Type {resp.headers.get('Content-Type', 'none')})",
                 status=resp.status_code,
                 url=self.base_url,
             )
-        return data
+        return data, len(resp.content)
 
     # ------------------------------------------------------------------ REST
     def capabilities(self, *, refresh: bool = False) -> dict[str, Any]:
@@ -231,10 +317,12 @@ class FhirClient:
         return self.json("GET", resource_type, params=params)
 
     def pages(self, first: dict[str, Any], *, what: str = "search") -> Iterator[dict[str, Any]]:
-        """``first`` and every page after it, by ``link[next]``, at most ``page_cap`` pages in all."""
+        """``first`` and every page after it, by ``link[next]``, at most ``page_cap`` pages and
+        ``max_search_bytes`` bytes in all (each page is dropped once the caller moved on)."""
         page: dict[str, Any] | None = first
         seen: set[str] = set()
         count = 0
+        read = 0
         while page is not None:
             count += 1
             yield page
@@ -249,7 +337,14 @@ class FhirClient:
                     f"{what}: more than {self.page_cap} pages of results; stopped (raise page_cap to read more)",
                     url=self.base_url,
                 )
-            page = self.json("GET", nxt)
+            page, size = self._json_sized("GET", nxt)
+            read += size
+            if read > self.max_search_bytes:
+                raise FhirProtocolError(
+                    f"{what}: the pages of results add up to more than {self.max_search_bytes:,} bytes; stopped "
+                    "(raise max_search_bytes to read more)",
+                    url=self.base_url,
+                )
 
     def resources(self, first: dict[str, Any], *, what: str = "search", mode: str | None = "match") -> Iterator[dict]:
         """The resources of a searchset and its following pages (``mode`` ``match`` only, unless None)."""
@@ -354,6 +449,29 @@ def _json_or_none(resp: requests.Response) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """``https://user:pw@host/fhir`` -> (``https://host/fhir``, (user, pw)); the credentials never shown."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    from urllib.parse import unquote
+
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), (unquote(user), unquote(password))
+
+
+def _origin(url: str | None) -> str:
+    """The scheme and host of a URL, for messages (path, query and credentials left out)."""
+    if not url:
+        return "nowhere (no Location header)"
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return "another path on the same server"
+    host = parts.netloc.rpartition("@")[2]
+    return printable(f"{parts.scheme}://{host}")
 
 
 def _what(url: str) -> str:

@@ -30,7 +30,8 @@ from .._writers.fhir import IDENTIFIER_SYSTEM, identifier_value, resource_id
 from ..errors import FhirAuthError, FhirConnectionError, FhirNotFoundError, FhirServerError, InputError
 from ._client import FhirClient, entry_error
 
-__all__ = ["STRATEGIES", "FetchResult", "fetch_patient", "patient_searches", "search_codes", "ra_search"]
+__all__ = ["STRATEGIES", "FetchResult", "fetch_patient", "patient_searches", "search_codes", "ra_search", "is_ours",
+           "pick_current"]
 
 log = logging.getLogger("milan_fhir.client")
 
@@ -90,16 +91,39 @@ def ra_search(patient_id: str, rule_set: str) -> str:
     return f"RiskAssessment?{urlencode([('identifier', f'{IDENTIFIER_SYSTEM}|{value}')], safe='/|:')}"
 
 
+def is_ours(ra: Any, patient_id: str, rule_set: str) -> bool:
+    """Whether ``ra`` is the RiskAssessment of (patient, rule set) milan-fhir writes: our identifier (system and
+    value) and the patient as subject. A server that ignores the ``identifier`` search parameter answers with
+    other patients' assessments: those must never be taken for ours."""
+    if not isinstance(ra, dict) or ra.get("resourceType") != "RiskAssessment" or not isinstance(ra.get("id"), str):
+        return False
+    value = identifier_value(f"Patient/{patient_id}", rule_set)
+    idents = ra.get("identifier") if isinstance(ra.get("identifier"), list) else []
+    if not any(isinstance(i, dict) and i.get("system") == IDENTIFIER_SYSTEM and i.get("value") == value for i in idents):
+        return False
+    subject = (ra.get("subject") or {}).get("reference") if isinstance(ra.get("subject"), dict) else None
+    if not isinstance(subject, str):
+        return False
+    return subject == f"Patient/{patient_id}" or subject.endswith(f"/Patient/{patient_id}")
+
+
 def pick_current(found: list[dict[str, Any]], patient_id: str, rule_set: str) -> dict[str, Any] | None:
-    """Of the RiskAssessments carrying our identifier, the one we keep writing: the deterministic id if present,
-    else the most recently updated (a server may hold an older duplicate written by another tool)."""
-    if not found:
+    """Of the RiskAssessments found, the one we keep writing: only those whose identifier and subject are ours
+    (:func:`is_ours`) count; of them the deterministic id if present, else the most recently updated (a server
+    may hold an older duplicate written by another tool)."""
+    mine = [ra for ra in found if is_ours(ra, patient_id, rule_set)]
+    if len(mine) < len(found):
+        log.warning(
+            "the RiskAssessment search answered %d resource(s) that are not the assessment of this patient and rule "
+            "set (the server may ignore the identifier parameter); they were left alone", len(found) - len(mine),
+        )
+    if not mine:
         return None
     want = resource_id(f"Patient/{patient_id}", rule_set)
-    for ra in found:
+    for ra in mine:
         if ra.get("id") == want:
             return ra
-    return max(found, key=lambda r: str((r.get("meta") or {}).get("lastUpdated", "")))
+    return max(mine, key=lambda r: str((r.get("meta") or {}).get("lastUpdated", "")))
 
 
 def fetch_patient(

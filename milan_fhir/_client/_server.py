@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from .._domain import Evaluation, PatientRecord
 from .._mappings import Mappings
-from ..errors import InputError
+from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, printable
 from ._client import FhirClient
-from ._fetch import FetchResult, fetch_patient, search_codes
+from ._fetch import FetchResult, fetch_patient
 from ._writeback import _UNSET, WriteResult
 from ._writeback import write_back as _write_back
 
-__all__ = ["ServerResult", "evaluate_patient", "evaluate_on_server", "write_back", "select_patients"]
+__all__ = ["ServerResult", "PatientSelection", "evaluate_patient", "evaluate_on_server", "write_back",
+           "select_patients", "list_patients", "ALL_PATIENTS_DEFINITION"]
+
+#: a FHIR logical id (R4: [A-Za-z0-9\-\.]{1,64})
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 @dataclass
@@ -104,33 +109,58 @@ def write_back(
     return _write_back(client, evaluation, resolve_mappings(mappings), tag=tag)
 
 
-def select_patients(client: FhirClient, mappings: Mappings | None = None) -> Iterator[str]:
-    """Patient ids with a NET primary or a metastasis Condition (by the mappings' codes), each once, in the order
-    found: the pre-selection for evaluating a whole server. Paged, within the client's page cap."""
-    from .._runtime import resolve_mappings
+#: what ``--all-patients`` screens (reported in the run's summary)
+ALL_PATIENTS_DEFINITION = "every Patient resource on the server"
 
-    m = resolve_mappings(mappings)
-    codes = search_codes(m, ("primary_net", "primary_net_by_morphology", "metastasis"))
-    if not codes:
-        raise InputError("the mappings hold no primary-NET or metastasis codes to select patients with")
+
+@dataclass
+class PatientSelection:
+    """The patients of a whole-server screen and how complete the list is."""
+
+    ids: list[str]
+    #: the server's own count of Patient resources (``_summary=count``); None when it gives none
+    server_total: int | None
+    definition: str = ALL_PATIENTS_DEFINITION
+    #: (what, why) of entries of the listing that are not usable Patient ids (reported, never dropped silently)
+    unusable: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the listing matches the server's count (unknown counts as complete: nothing to check)."""
+        return self.server_total is None or self.server_total == len(self.ids) + len(self.unusable)
+
+
+def list_patients(client: FhirClient) -> PatientSelection:
+    """Every Patient on the server (``Patient?_elements=id``, paged, within the client's page cap), each once,
+    checked against the server's count (``Patient?_summary=count``).
+
+    Code searches cannot be complete (aliases, WHO ICD-10, ICD-10-GM, site plus morphology codes, the text
+    safety net of criteria.md §1a): a whole-server screen reads every patient and lets the rules decide."""
+    total: int | None = None
+    try:
+        counted = client.json("GET", "Patient", params={"_summary": "count"})
+        if isinstance(counted.get("total"), int) and counted["total"] >= 0:
+            total = counted["total"]
+    except (FhirConnectionError, FhirAuthError):
+        raise
+    except FhirServerError:
+        total = None  # the server cannot count: the listing is all we have
+    ids: list[str] = []
     seen: set[str] = set()
-    # one search per chunk of codes keeps URLs well below common limits (~8 KB)
-    chunk: list[str] = []
-    chunks: list[list[str]] = []
-    for c in codes:
-        if sum(len(x) + 1 for x in chunk) + len(c) > 1500:
-            chunks.append(chunk)
-            chunk = []
-        chunk.append(c)
-    if chunk:
-        chunks.append(chunk)
-    for part in chunks:
-        params = [("code", ",".join(part)), ("_elements", "subject"), ("_count", "500")]
-        for cond in client.search("Condition", params):
-            ref = str((cond.get("subject") or {}).get("reference") or "")
-            if "Patient/" not in ref:
-                continue
-            pid = ref.split("Patient/", 1)[1].split("/")[0]
-            if pid and pid not in seen:
-                seen.add(pid)
-                yield pid
+    unusable: list[tuple[str, str]] = []
+    for res in client.search("Patient", [("_elements", "id"), ("_count", "500")]):
+        pid = res.get("id")
+        if res.get("resourceType") != "Patient" or not isinstance(pid, str) or not _ID.fullmatch(pid):
+            unusable.append((printable(f"{res.get('resourceType')}/{pid}")[:80], "not a valid Patient id"))
+            continue
+        if pid in seen:
+            continue  # a server paging over a changing list may repeat one
+        seen.add(pid)
+        ids.append(pid)
+    return PatientSelection(ids, total, unusable=unusable)
+
+
+def select_patients(client: FhirClient, mappings: Mappings | None = None) -> Iterator[str]:
+    """Every Patient id on the server, each once (:func:`list_patients`; ``mappings`` is no longer used: a code
+    pre-selection could miss patients)."""
+    yield from list_patients(client).ids

@@ -19,9 +19,15 @@ import inspect
 import logging
 import os
 import re
-from typing import Callable, Iterable
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterable
 
 import requests
+import urllib3
+
+from .. import errors as _errors
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -34,6 +40,7 @@ __all__ = [
     "BearerAuth",
     "RedactingFilter",
     "install_redaction",
+    "Deadline",
 ]
 
 log = logging.getLogger("milan_fhir.client")
@@ -98,9 +105,88 @@ class _CappedRetry(Retry):
         return min(super().parse_retry_after(retry_after), RETRY_AFTER_MAX)
 
 
+class Deadline:
+    """A wall-clock limit on each attempt of one request (urllib3 retries start a fresh one), headers included:
+    when it passes, the socket of the connection the attempt uses is shut down, so a server trickling bytes (even
+    in its headers) cannot hold the request past it. Use as a context manager around the request, in the thread
+    that sends it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self.conn: Any = None
+        self.started = time.monotonic()
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def attempt(self, conn: Any) -> None:
+        """A (re)try starts on ``conn``: the clock starts again."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.conn, self.fired, self.started = conn, False, time.monotonic()
+            self._timer = threading.Timer(self.seconds, self._fire, args=(conn,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() - self.started > self.seconds
+
+    def _fire(self, conn: Any) -> None:
+        with self._lock:
+            if conn is not self.conn:
+                return
+            self.fired = True
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "Deadline":
+        _current.deadline = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.conn = None
+        _current.deadline = None
+
+
+_current = threading.local()
+
+
+class _TrackedPool:
+    """Connection pools that tell the running :class:`Deadline` which connection its request uses."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        d = getattr(_current, "deadline", None)
+        if d is not None:
+            d.attempt(conn)
+        return conn
+
+
+class _TrackedHTTPPool(_TrackedPool, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _TrackedHTTPSPool(_TrackedPool, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
 def make_session(retries: int, *, idempotent: bool, verify: bool | str = True, pool: int = 10) -> requests.Session:
     s = requests.Session()
-    adapter = HTTPAdapter(max_retries=make_retry(retries, idempotent=idempotent), pool_maxsize=pool)
+    adapter = _DeadlineAdapter(max_retries=make_retry(retries, idempotent=idempotent), pool_maxsize=pool)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     s.verify = verify
@@ -124,26 +210,27 @@ class BearerAuth(requests.auth.AuthBase):
     def current(self) -> str | None:
         if self._token is None and callable(self._source):
             self._token = str(self._source())
-            _SECRETS.add(self._token)
+            _errors.register_secret(self._token)
         return self._token
 
     def refresh(self) -> None:
         if callable(self._source):
             self._token = str(self._source())
-            _SECRETS.add(self._token)
+            _errors.register_secret(self._token)
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self.current()
         if token:
-            _SECRETS.add(token)
+            _errors.register_secret(token)
             r.headers["Authorization"] = f"Bearer {token}"
         return r
 
 
 # ---------------------------------------------------------------------------------------------- redaction
 
-#: every token seen by any BearerAuth in this process: redacted wherever it appears
-_SECRETS: set[str] = set()
+#: every token seen by any BearerAuth in this process: redacted wherever it appears (the registry of
+#: :func:`milan_fhir.errors.register_secret`, shared with every error message)
+_SECRETS = _errors._SECRETS
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\"]+")
 _AUTH_HEADER = re.compile(r"(?i)('?authorization'?\s*[:=]\s*'?)[^,'}\n]+")
@@ -154,9 +241,7 @@ _REF = re.compile(r"\b(?!HTTPS?\b)([A-Z][A-Za-z]+)/(?!_history\b|\$)[A-Za-z0-9\-
 
 def redact(text: str) -> str:
     """Text with tokens, query strings and resource ids removed."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+    text = _errors.scrub(text)
     text = _BEARER.sub(r"\1***", text)
     text = _AUTH_HEADER.sub(r"\1***", text)
     text = _QUERY.sub("?<redacted>", text)

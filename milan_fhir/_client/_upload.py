@@ -21,11 +21,15 @@ from ._client import FhirClient, entry_error
 __all__ = ["to_transaction", "upload_bundle", "upload_path", "bundle_files"]
 
 
-def bundle_files(path: str | Path) -> list[Path]:
-    """The ``*.json`` Bundles at ``path`` (a file, or a folder read in name order)."""
+def bundle_files(path: str | Path, exclude: tuple[str, ...] = ()) -> list[Path]:
+    """The ``*.json`` Bundles at ``path`` (a file, or a folder read in name order), without those whose name
+    matches a pattern of ``exclude`` (shell-style, e.g. ``33-*.json``)."""
+    import fnmatch
+
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.glob("*.json") if f.is_file())
+        files = sorted(f for f in p.glob("*.json") if f.is_file()
+                       and not any(fnmatch.fnmatch(f.name, pat) for pat in exclude))
         if not files:
             raise InputError("the folder holds no .json Bundle", file=str(p))
         return files
@@ -117,6 +121,9 @@ def upload_bundle(client: FhirClient, bundle: dict[str, Any], *, tag: tuple[str,
             f"{file}: the server refused the transaction; nothing of this file was written",
             status=exc.status, url=exc.url, operation_outcome=exc.operation_outcome,
         ) from None
+    from ._writeback import check_transaction_response
+
+    check_transaction_response(response, len(tx["entry"]), f"upload of {file or 'Bundle'}", client.base_url)
     for e in response.get("entry") or []:
         err = entry_error(e, f"upload of {file or 'Bundle'}", client.base_url)
         if err is not None:  # a transaction is all or nothing: a failed entry means nothing was written

@@ -19,7 +19,8 @@ examples:
       every NDJSON file in export/ (plain or .gz, any naming); outputs in screening/
   milan-fhir cohort export/ --out screening/ --workers 4 --resume
       4 worker processes; reuse what an interrupted run into screening/ already finished
-  milan-fhir cohort --server https://fhir.example.org/fhir --group net-registry --out screening/ --write-back
+  milan-fhir cohort --server https://fhir.example.org/fhir --group net-registry --out screening/ --as-of 2026-01-15 \
+      --write-back
       run a Bulk Data $export of Group/net-registry, screen it, and write the RiskAssessments back
 
 outputs (in --out): results.ndjson (one JSON line per patient, criteria.md §6), risk-assessments.ndjson (FHIR
@@ -89,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give either SOURCE or --server, not both")
     if not args.server and not args.source:
         raise InputError("no input: give SOURCE (a folder of NDJSON files) or --server URL (see 'milan-fhir cohort --help')")
+    if args.write_back and args.as_of is None:
+        from .._cli import warn
+
+        warn("--write-back without --as-of evaluates as of today: results that change with the date are written "
+             "again on another day (and differ from an evaluate run with its own --as-of); give --as-of")
     token = os.environ.get("MILAN_FHIR_TOKEN") or None
     progress = not args.no_progress and sys.stderr.isatty()
 

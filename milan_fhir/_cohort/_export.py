@@ -6,7 +6,10 @@ Follows the FHIR Bulk Data Access IG (v2): ``GET [base]/$export`` (system level)
 ``Content-Location`` status URL, polled until it answers ``200`` with the manifest. ``Retry-After`` (seconds or
 an HTTP date) is honoured, capped at ``poll_cap`` seconds; without it the wait grows from 1 s to the cap. The
 output files are downloaded one by one, streamed to disk (never held in memory), each to a temporary name renamed
-when complete; the manifest's error files (OperationOutcomes) are downloaded beside them.
+when complete; the manifest's error files (OperationOutcomes) are downloaded beside them. File names come from
+the types asked for (``Patient-1.ndjson``), never from the server's text, and are checked to stay in the folder.
+Files on the server's own origin get the token (unless the manifest's ``requiresAccessToken`` is false); files
+elsewhere never do, and neither does a redirect off the origin.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import orjson
 import requests
 
+from .. import _sink
 from .._client import FhirClient
-from ..errors import FhirConnectionError, FhirServerError, InputError
+from ..errors import FhirConnectionError, FhirServerError, InputError, printable
 
 __all__ = ["EXPORT_TYPES", "ExportResult", "bulk_export", "parse_retry_after"]
 
@@ -78,8 +83,8 @@ def bulk_export(
 ) -> ExportResult:
     """Run a Bulk Data export on ``client``'s server and download its files into ``dest``."""
     t0 = time.monotonic()
-    out = Path(dest)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _sink.ensure_dir(dest)
+    _sink.clean_stale(out)
     path = f"Group/{group}/$export" if group else "$export"
     headers = {"Accept": "application/fhir+json", "Prefer": "respond-async"}
     resp = client.request("GET", path, params={"_type": ",".join(types)}, headers=headers)
@@ -116,21 +121,30 @@ def bulk_export(
         manifest = orjson.loads(resp.content)
     except orjson.JSONDecodeError:
         raise FhirServerError("export: the completed status answer is not a JSON manifest", url=client.base_url) from None
+    if not isinstance(manifest, dict):
+        raise FhirServerError("export: the completed status answer is not a JSON manifest", url=client.base_url)
     result.transaction_time = manifest.get("transactionTime")
-    outputs = manifest.get("output") or []
-    errors = manifest.get("error") or []
+    requires_token = manifest.get("requiresAccessToken", True) is not False
+    outputs = _items(manifest, "output", client)
+    errors = _items(manifest, "error", client)
     counts: dict[str, int] = {}
     for item in outputs:
-        rtype = str(item.get("type") or "Resource")
+        # the file name comes from our whitelist, never from the server: a type we did not ask for is refused
+        rtype = item.get("type")
+        if rtype not in types:
+            raise FhirServerError(
+                f"export: the manifest lists an output of type {printable(str(rtype))[:80]!r}, which was not asked for "
+                f"(asked: {', '.join(types)}); refusing to download it", url=client.base_url)
         counts[rtype] = counts.get(rtype, 0) + 1
         result.urls.append(item["url"])
-        result.files.append(_download(client, item["url"], out / f"{rtype}-{counts[rtype]}.ndjson"))
+        result.files.append(_download(client, item["url"], _under(out, f"{rtype}-{counts[rtype]}.ndjson"),
+                                      requires_token))
     if errors:
-        err_dir = out.parent / f"{out.name}-errors"
-        err_dir.mkdir(parents=True, exist_ok=True)
+        err_dir = _sink.ensure_dir(out.parent / f"{out.name}-errors")
         for i, item in enumerate(errors, 1):
             result.urls.append(item["url"])
-            result.error_files.append(_download(client, item["url"], err_dir / f"OperationOutcome-{i}.ndjson"))
+            result.error_files.append(_download(client, item["url"], _under(err_dir, f"OperationOutcome-{i}.ndjson"),
+                                                requires_token))
         log(f"the server reported export errors: see {err_dir}")
     try:  # the files are ours now: let the server clean up (optional in the IG; failures do not matter)
         client.request("DELETE", status_url)
@@ -141,26 +155,58 @@ def bulk_export(
     return result
 
 
-def _download(client: FhirClient, url: str, dest: Path) -> Path:
-    """Stream one file to ``dest`` (temporary name, renamed when complete)."""
+def _items(manifest: dict[str, Any], key: str, client: FhirClient) -> list[dict[str, Any]]:
+    items = manifest.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("url"), str) for i in items):
+        raise FhirServerError(f"export: the manifest's {key!r} is not a list of {{type, url}}", url=client.base_url)
+    for i in items:
+        if not i["url"].startswith(("http://", "https://")):
+            raise FhirServerError(f"export: a manifest {key} URL is not http(s)", url=client.base_url)
+    return items
+
+
+def _under(folder: Path, name: str) -> Path:
+    """``folder/name``, checked to stay in ``folder`` (names come from our whitelist; this is the second lock)."""
+    dest = folder / name
+    if Path(name).name != name or name.startswith(".") or dest.resolve().parent != folder.resolve():
+        raise InputError("an export file name would leave the export folder", file=str(dest))
+    return dest
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """No credentials: for export files on another origin, or when the manifest says none are needed."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers.pop("Authorization", None)
+        return r
+
+
+def _download(client: FhirClient, url: str, dest: Path, requires_token: bool = True) -> Path:
+    """Stream one file to ``dest`` (:mod:`milan_fhir._sink`: temporary name, fsync, rename, private mode).
+
+    Export files may live elsewhere (object storage): a URL on another origin is fetched as it is, without the
+    token; redirects are followed, and requests drops the Authorization header whenever one leaves the origin.
+    """
     # FhirClient.request reads whole bodies; for files of any size we stream with the client's own session
-    # (same auth, TLS settings, retries, and links kept on the server's origin).
+    # (same TLS settings and retries).
     session = client._safe  # noqa: SLF001 - see above
-    target = client.url(url)
-    tmp = dest.with_name(f".{dest.name}.part")
+    same_origin = _origin(url) == _origin(client.base_url)
+    auth = None if (same_origin and requires_token) else _NoAuth()
     try:
-        with session.get(target, headers={"Accept": "application/fhir+ndjson"}, stream=True,
-                         timeout=(10.0, client.timeout)) as resp:
+        with session.get(url, headers={"Accept": "application/fhir+ndjson"}, stream=True, auth=auth,
+                         verify=client.verify, allow_redirects=True, timeout=(10.0, client.timeout)) as resp:
             if resp.status_code >= 400:
                 raise FhirServerError("download of an export file failed", status=resp.status_code,
                                       url=client.base_url)
-            with open(tmp, "wb") as fh:
+            with _sink.atomic_open(dest) as fh:
                 for block in resp.iter_content(_CHUNK):
                     fh.write(block)
     except requests.RequestException as exc:
         raise FhirConnectionError(f"download of an export file failed: {type(exc).__name__}",
                                   url=client.base_url) from None
-    except OSError as exc:
-        raise InputError(f"cannot write the downloaded file: {exc.strerror or exc}", file=str(tmp)) from None
-    os.replace(tmp, dest)
     return dest
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower() + f":{parts.port or ''}"

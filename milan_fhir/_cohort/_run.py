@@ -31,7 +31,7 @@ import orjson
 
 from .._runtime import as_date
 from .._mappings import Mappings
-from ..errors import InputError
+from ..errors import scrub
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
 from ._tally import Tally
@@ -46,8 +46,10 @@ from ._work import (
     read_bucket_result,
     read_scan_result,
     scan_chunk,
+    watch_parent,
     write_atomic,
 )
+from .. import _sink
 
 __all__ = ["run_cohort", "OUTPUT_FILES", "COHORT_DEFINITION", "WORK_DIR"]
 
@@ -103,7 +105,8 @@ def _executor(workers: int) -> Executor | None:
 
     tqdm.monitor_interval = 0  # no tqdm monitor thread in a process that forks
     method = _start_method()
-    return ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context(method),
+                               initializer=watch_parent, initargs=(os.getpid(),))
 
 
 def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], on_done: Callable[[Any], None],
@@ -160,17 +163,20 @@ def _v_order(tasks: list[Any], cost: Callable[[Any], int]) -> list[Any]:
 def _prepare_workdir(work: Path, manifest: dict[str, Any], resume: bool) -> bool:
     """True when complete pieces of an earlier identical run may be reused."""
     mf = work / "manifest.json"
-    if resume and mf.exists():
+    if resume and mf.exists() and not work.is_symlink():
         try:
             if orjson.loads(mf.read_bytes()) == manifest:
+                _sink.clean_stale(work)
                 return True
         except (OSError, orjson.JSONDecodeError):
             pass
         print("milan-fhir cohort: the interrupted run had other inputs or settings; starting from scratch",
               file=sys.stderr)
-    if work.exists():
+    if work.is_symlink() or work.is_file():
+        work.unlink()
+    elif work.exists():
         shutil.rmtree(work)
-    work.mkdir(parents=True)
+    _sink.ensure_dir(work)
     write_atomic(mf, orjson.dumps(manifest))
     return False
 
@@ -184,16 +190,14 @@ def _lines_of(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def _merge_parts(paths: Iterable[Path], out: Path) -> int:
-    """K-way merge of sorted part files into ``out`` (atomically); returns the number of lines."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    """K-way merge of sorted part files into ``out`` (atomically, :mod:`milan_fhir._sink`); returns the number of
+    lines."""
     n = 0
-    with ExitStack() as stack, open(tmp, "wb") as fh:
+    with _sink.atomic_open(out) as fh:
         iters = [_lines_of(p) for p in paths]
         for _, payload in heapq.merge(*iters, key=lambda kv: kv[0]):
             fh.write(payload + b"\n")
             n += 1
-        stack.close()
-    os.replace(tmp, out)
     return n
 
 
@@ -212,9 +216,8 @@ def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterat
 
 def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int], buckets: int,
                   skipped: list[tuple[str, str]]) -> int:
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     n = 0
-    with open(tmp, "wb") as fh:
+    with _sink.atomic_open(out) as fh:
         for f, why in skipped:
             fh.write(orjson.dumps({"file": f, "line": None, "resource": None, "field": None,
                                    "reason": f"file skipped: {why}"}) + b"\n")
@@ -224,7 +227,6 @@ def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int
         for _, payload in heapq.merge(*streams, key=lambda kv: kv[0]):
             fh.write(payload + b"\n")
             n += 1
-    os.replace(tmp, out)
     return n
 
 
@@ -256,10 +258,8 @@ def run_cohort(
     m: Mappings = _mappings(layers)
     rules = m.rule_set(rule_set)
     day = as_date(as_of)
-    outp = Path(out)
-    if outp.exists() and not outp.is_dir():
-        raise InputError("the output path exists and is not a folder", file=str(outp))
-    outp.mkdir(parents=True, exist_ok=True)
+    outp = _sink.ensure_dir(out)  # refuses a symlink or a file; private mode when created
+    _sink.clean_stale(outp)  # temporary files of a run killed during its final merge
     files, skipped = find_files(source, exclude={outp / name for name in (*OUTPUT_FILES, WRITE_BACK_FILE)})
     total_bytes = sum(f.size for f in files)
     if chunk_bytes is None:  # about 512 chunks at most (memory does not depend on it: lines are read in blocks)
@@ -394,14 +394,14 @@ def run_cohort(
         "outputs": list(OUTPUT_FILES) + ([WRITE_BACK_FILE] if write_back else []),
     }
     if write_back:
-        summary["write_back"] = {"server": write_back["base_url"], **(wb_counts or {})}
-    write_atomic(outp / "report.html", render_html(summary).encode("utf-8"))
+        summary["write_back"] = {"server": scrub(write_back["base_url"]), **(wb_counts or {})}
+    write_atomic(outp / "report.html", render_html(summary).encode("utf-8"), durable=True)
     t_end = time.perf_counter()
     summary["run"] = {
         "workers": workers, "resumed": reuse, "seconds": round(t_end - t0, 3),
         "stages": {"plan": round(t_pool - t0, 3), "scan": round(t_scan - t_pool, 3),
                    "evaluate": round(t_eval - t_scan, 3), "merge_and_report": round(t_end - t_eval, 3)},
     }
-    write_atomic(outp / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2))
+    write_atomic(outp / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2), durable=True)
     shutil.rmtree(work, ignore_errors=True)
     return summary

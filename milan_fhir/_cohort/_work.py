@@ -34,7 +34,7 @@ from ._files import Chunk, iter_lines
 from ._tally import Tally
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
-           "in_cohort", "write_atomic", "chunk_name"]
+           "in_cohort", "write_atomic", "chunk_name", "watch_parent"]
 
 _SETTINGS: dict[tuple[str, ...], Any] = {}
 
@@ -57,11 +57,42 @@ def chunk_name(index: int) -> str:
     return f"c{index:06d}"
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+def write_atomic(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """A work piece (or, ``durable=True``, an output): temporary name, rename, no symlink followed, private mode
+    (:mod:`milan_fhir._sink`). Work pieces skip fsync: a killed process loses nothing the kernel holds, and
+    ``--resume`` re-checks every piece anyway."""
+    from .._sink import write_bytes
+
+    write_bytes(path, data, durable=durable)
+
+
+def watch_parent(parent: int) -> None:
+    """Run in each helper process as it starts: the helper ends when the cohort run's main process dies (Linux:
+    ``PR_SET_PDEATHSIG``; elsewhere a thread that notices the parent is gone), so a killed run leaves no helper
+    working behind it."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="milan-fhir-parent-watch", daemon=True).start()
 
 
 def in_cohort(record: PatientRecord) -> bool:
@@ -164,13 +195,14 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     wd = Path(task.workdir)
     name = chunk_name(chunk.index)
     index: list[tuple[int, int]] = []
-    with open(wd / f".{name}.facts.tmp-{os.getpid()}", "wb") as fh:
+    from .._sink import atomic_open
+
+    with atomic_open(wd / f"{name}.facts", durable=False) as fh:
         for section in sections:
             start = fh.tell()
             if section:
                 pickle.dump(section, fh, protocol=pickle.HIGHEST_PROTOCOL)
             index.append((start, fh.tell() - start))
-    os.replace(wd / f".{name}.facts.tmp-{os.getpid()}", wd / f"{name}.facts")
     write_atomic(wd / f"{name}.errors", b"".join(errors))
     result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes)
     write_atomic(wd / f"{name}.done", pickle.dumps((result, index)))

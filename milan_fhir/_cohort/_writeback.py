@@ -1,7 +1,8 @@
 """Stage 3 (optional): write the cohort's RiskAssessments back to a FHIR server, bucket by bucket.
 
 For each batch of patients, one ``batch`` Bundle looks up their current RiskAssessments (by the deterministic
-identifier of criteria.md §5); then each patient goes through the client's :func:`write_back` with what was
+identifier of criteria.md §5; the answers are matched to patients by the identifier and subject of the
+resources they hold, never by position); then each patient goes through the client's :func:`write_back` with what was
 found: unchanged inputs write nothing, changed or new ones write the RiskAssessment and its Provenance in one
 version-aware transaction. Re-running (or resuming) therefore never duplicates anything on the server.
 """
@@ -35,9 +36,10 @@ class WriteBackTask:
 
 
 def write_back_bucket(task: WriteBackTask) -> dict[str, int]:
-    from .._client import FhirClient, entry_error
+    from .._client import FhirClient, entry_error, next_link
     from .._client._fetch import pick_current, ra_search
     from .._client._writeback import write_back
+    from .._writers.fhir import IDENTIFIER_SYSTEM, identifier_value
 
     wd = Path(task.workdir)
     name = bucket_name(task.bucket)
@@ -51,15 +53,34 @@ def write_back_bucket(task: WriteBackTask) -> dict[str, int]:
             pids = [ev.patient.split("/", 1)[1] for ev in batch]
             entries = [{"request": {"method": "GET", "url": ra_search(pid, ev.rule_set)}} for pid, ev in zip(pids, batch)]
             answer = client.batch(entries)
-            found_entries = answer.get("entry") or []
-            for i, (pid, ev) in enumerate(zip(pids, batch)):
+            # the answers are matched to patients by the identifier and subject of what they hold, never by
+            # position: a server that reorders or ignores the identifier parameter cannot cross patients
+            found_entries = answer.get("entry") if isinstance(answer.get("entry"), list) else []
+            complete = len(found_entries) == len(batch)
+            by_value: dict[str, list[dict[str, Any]]] = {}
+            for entry in found_entries:
+                if not isinstance(entry, dict) or entry_error(entry, "RiskAssessment search", client.base_url) is not None:
+                    complete = False
+                    continue
+                bundle = entry.get("resource") or {}
+                if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+                    complete = False
+                    continue
+                if next_link(bundle):
+                    complete = False  # more pages: let write_back look this patient up itself
+                for e in bundle.get("entry") or []:
+                    res = e.get("resource") if isinstance(e, dict) else None
+                    if isinstance(res, dict) and res.get("resourceType") == "RiskAssessment":
+                        for ident in res.get("identifier") or []:
+                            if isinstance(ident, dict) and ident.get("system") == IDENTIFIER_SYSTEM:
+                                by_value.setdefault(str(ident.get("value")), []).append(res)
+            for pid, ev in zip(pids, batch):
                 kwargs: dict[str, Any] = {}
-                entry = found_entries[i] if i < len(found_entries) else None
-                if entry is not None and entry_error(entry, "RiskAssessment search", client.base_url) is None:
-                    bundle = entry.get("resource") or {}
-                    found = [e["resource"] for e in bundle.get("entry") or []
-                             if (e.get("resource") or {}).get("resourceType") == "RiskAssessment"]
-                    kwargs["current"] = pick_current(found, pid, ev.rule_set)
+                mine = by_value.get(identifier_value(ev.patient, ev.rule_set), [])
+                current = pick_current(mine, pid, ev.rule_set)
+                if current is not None or complete:
+                    # found, or known absent (every answer came back whole); otherwise write_back looks it up
+                    kwargs["current"] = current
                 rec: dict[str, Any] = {"patient": ev.patient, "rule_set": ev.rule_set}
                 try:
                     res = write_back(client, ev, mappings, tag=task.tag, **kwargs)
@@ -71,6 +92,8 @@ def write_back_bucket(task: WriteBackTask) -> dict[str, int]:
                 else:
                     counts[res.action] += 1
                     rec.update(action=res.action, risk_assessment=res.risk_assessment, provenance=res.provenance)
+                    if res.note:
+                        rec["note"] = res.note
                 lines.append(ev.patient.encode("utf-8") + b"\t" + orjson.dumps(rec) + b"\n")
     write_atomic(wd / f"{name}.writeback", b"".join(lines))
     return counts
