@@ -26,7 +26,8 @@ def test_bundle_file(tmp_path):
     f = tmp_path / "b.json"
     f.write_text(json.dumps(BUNDLE))
     items, problems = read(f)
-    assert [(i.resource["id"], i.line, i.full_url) for i in items] == [("p1", 0, "urn:uuid:1"), ("o1", 1, None)]
+    # one line: both entries start on line 1 of the file
+    assert [(i.resource["id"], i.line, i.full_url) for i in items] == [("p1", 1, "urn:uuid:1"), ("o1", 1, None)]
     assert all(i.file == str(f) for i in items) and problems == []
 
 
@@ -42,7 +43,7 @@ def test_bundle_entry_without_resource_is_a_problem(tmp_path):
     f.write_text(json.dumps({"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:x"}, {"resource": OBS}]}))
     items, problems = read(f)
     assert [i.resource["id"] for i in items] == ["o1"]
-    assert [(p.line, p.field) for p in problems] == [(0, "entry[0]")]
+    assert [(p.line, p.field) for p in problems] == [(1, "entry[0]")]
 
 
 def test_ndjson_with_one_bad_line_goes_on(tmp_path):
