@@ -204,7 +204,7 @@ def read_resources(obj: Any, problems: list[InputProblem] | None = None) -> Iter
 def list_folder(folder: Path, *, exclude: Iterable[Path] = ()) -> tuple[list[Path], list[Skipped]]:
     """The files of ``folder`` to read (sorted by name) and the entries skipped, with why. Nothing is opened
     but regular files; hidden entries (``.name``) are passed over."""
-    excluded = {os.path.abspath(p) for p in exclude}
+    excluded = {os.path.realpath(p) for p in exclude}
     files: list[Path] = []
     skipped: list[Skipped] = []
     try:
@@ -215,7 +215,7 @@ def list_folder(folder: Path, *, exclude: Iterable[Path] = ()) -> tuple[list[Pat
         if name.startswith("."):
             continue
         f = folder / name
-        if os.path.abspath(f) in excluded:
+        if excluded and os.path.realpath(f) in excluded:
             continue
         fhir_named = name.lower().endswith(FHIR_SUFFIXES)
         try:

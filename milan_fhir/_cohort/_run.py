@@ -31,6 +31,7 @@ import orjson
 
 from .._api import _as_date as as_date
 from .._mappings import Mappings
+from .._sources import Limits
 from ..errors import InputError
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
@@ -204,10 +205,11 @@ def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterat
         with open(path, "rb") as fh:
             for raw in fh:
                 e = orjson.loads(raw)
-                line = line0[ch.index] + e["line"]
+                rel = e["line"]  # None: a fault of the whole file
+                line = None if rel is None else line0[ch.index] + rel
                 rec = {"file": ch.path, "line": line, "resource": e["resource"], "field": e["field"],
                        "reason": e["reason"]}
-                yield f"{ch.index:06d}:{e['line']:012d}", orjson.dumps(rec)
+                yield f"{ch.index:06d}:{rel or 0:012d}", orjson.dumps(rec)
 
 
 def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int], buckets: int,
@@ -260,6 +262,7 @@ def run_cohort(
     if outp.exists() and not outp.is_dir():
         raise InputError("the output path exists and is not a folder", file=str(outp))
     outp.mkdir(parents=True, exist_ok=True)
+    limits = Limits.from_env()
     files, skipped = find_files(source, exclude={outp / name for name in (*OUTPUT_FILES, WRITE_BACK_FILE)})
     total_bytes = sum(f.size for f in files)
     if chunk_bytes is None:  # about 512 chunks at most (memory does not depend on it: lines are read in blocks)
@@ -275,6 +278,7 @@ def run_cohort(
         "all_patients": all_patients,
         "chunk_bytes": chunk_bytes,
         "buckets": buckets,
+        "limits": [limits.max_line_bytes, limits.max_gzip_ratio],
     }
     work = outp / WORK_DIR
     reuse = _prepare_workdir(work, manifest, resume)
@@ -296,7 +300,7 @@ def run_cohort(
             if done is not None:
                 scans[ch.index] = done
             else:
-                todo.append(ScanTask(ch, str(work), buckets, layers))
+                todo.append(ScanTask(ch, str(work), buckets, layers, limits))
         bar = stack.enter_context(_progress_bar(progress, total=sum(c.nbytes for c in chunks), unit="B",
                                                 unit_scale=True, unit_divisor=1024, desc="reading"))
         bar.update(sum(scans[i][0].nbytes for i in scans))
