@@ -249,13 +249,20 @@ def sniff(path: Path) -> Sniffed:
     try:
         with open(path, "rb") as fh:
             gz = fh.read(2) == _GZIP_MAGIC
+        head = b""
         with _open(path, gz) as fh:
-            head = fh.read(_SNIFF_BYTES)
-            while head and not head.strip() and len(head) < 16 * _SNIFF_BYTES:
-                more = fh.read(_SNIFF_BYTES)
-                if not more:
-                    break
-                head += more
+            read = getattr(fh, "read1", fh.read)  # read1: a damaged gzip tail still gives its head
+            try:
+                while len(head) < _SNIFF_BYTES or not head.strip():
+                    more = read(_SNIFF_BYTES)
+                    if not more:
+                        break
+                    head += more
+                    if b"\n" in head.lstrip() or len(head) > 16 * _SNIFF_BYTES:
+                        break
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+                if not head.strip():
+                    return Sniffed(None, True, f"not a valid gzip file ({exc})")
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         return Sniffed(None, True, f"not a valid gzip file ({exc})")
     except OSError as exc:
@@ -310,14 +317,16 @@ def open_blocks(fh: BinaryIO, path: Path | str, limits: Limits, *, gz: bool, sta
             return
         cap = max(limits.max_line_bytes, limits.max_gzip_ratio * max(1, os.path.getsize(path)))
         total = 0
+        read = getattr(fh, "read1", fh.read)  # read1: what one read decompresses, so a damaged tail keeps the rest
         while True:
-            data = fh.read(_BLOCK)
+            data = read(_BLOCK)
             if not data:
                 return
             total += len(data)
             if total > cap:
+                yield data[: len(data) - (total - cap)]
                 raise InputError(f"the gzip file inflates to more than {limits.max_gzip_ratio} times its size "
-                                 f"(over {cap >> 20} MB); the rest is not read (MILAN_FHIR_MAX_GZIP_RATIO)", file=str(path))
+                                 f"({cap:,} bytes); the rest is not read (MILAN_FHIR_MAX_GZIP_RATIO)", file=str(path))
             yield data
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise InputError(f"not a valid gzip file ({exc})", file=str(path)) from None

@@ -371,6 +371,9 @@ def run_cohort(
     _merge_parts([work / f"{bucket_name(b)}.ra" for b in range(buckets)], outp / "risk-assessments.ndjson")
     if write_back:
         _merge_parts([work / f"{bucket_name(b)}.writeback" for b in range(buckets)], outp / WRITE_BACK_FILE)
+    # a file none of whose lines is FHIR (a log, a report) is reported as a whole, as evaluate does
+    fhir_files = {ch.path for ch in chunks if getattr(scans[ch.index][0], "fhir", True)}
+    skipped = skipped + [(f.path, "no line is a FHIR resource") for f in files if f.path not in fhir_files]
     n_errors = _write_errors(outp / "errors.ndjson", work, chunks, line0, buckets, skipped)
     tally = Tally()
     for b in range(buckets):

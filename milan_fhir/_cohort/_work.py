@@ -91,6 +91,7 @@ class ScanResult:
     kept: int  # resources the rules use
     errors: int
     nbytes: int
+    fhir: bool = True  # some line of the chunk is a FHIR resource (else, for a whole file: reported as not FHIR)
 
 
 def _error(rel: int | None, reason: str, resource: str | None = None, field: str | None = None) -> bytes:
@@ -116,6 +117,7 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     sections: list[list[tuple[Any, int]]] = [[] for _ in range(nb)]
     errors: list[bytes] = []
     rel = parsed = kept = 0
+    fhir = False
 
     def adapt(obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None) -> None:
         nonlocal kept
@@ -135,6 +137,8 @@ def scan_chunk(task: ScanTask) -> ScanResult:
         sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no))
 
     def adapt_all(located: list[Any], problems: list[Any]) -> None:
+        nonlocal fhir
+        fhir = fhir or bool(located)
         for p in problems:
             errors.append(_error(p.line, p.reason, p.resource, p.field))
         if len(located) == 1 and located[0].full_url is None:
@@ -155,6 +159,7 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             parsed = len(located)
             rel = max((loc.line or 0 for loc in located), default=0)
             adapt_all(located, problems)
+            fhir = True  # a document that is not FHIR was reported above
         else:
             for block in iter_lines(chunk, limits):
                 for line in block:
@@ -170,6 +175,8 @@ def scan_chunk(task: ScanTask) -> ScanResult:
                             adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
                             continue
                     if not wants(line):
+                        if not fhir:  # until one is seen: is any line of this file FHIR at all?
+                            fhir = b'"resourceType"' in line
                         continue
                     parsed += 1
                     problems = []
@@ -188,7 +195,7 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             index.append((start, fh.tell() - start))
     os.replace(wd / f".{name}.facts.tmp-{os.getpid()}", wd / f"{name}.facts")
     write_atomic(wd / f"{name}.errors", b"".join(errors))
-    result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes)
+    result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes, fhir)
     write_atomic(wd / f"{name}.done", pickle.dumps((result, index)))
     return result
 
