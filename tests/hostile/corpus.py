@@ -75,7 +75,8 @@ def ndjson(resources: list[Any]) -> bytes:
 
 
 def pretty_bundle(resources: list[dict[str, Any]], *, full_urls: bool = True) -> bytes:
-    entries = [({"fullUrl": f"urn:uuid:{r['id']}"} if full_urls else {}) | {"resource": r} for r in resources]
+    entries = [({"fullUrl": f"urn:uuid:{r.get('id', f'no-id-{i}')}"} if full_urls else {}) | {"resource": r}
+               for i, r in enumerate(resources)]
     return json.dumps({"resourceType": "Bundle", "type": "collection", "entry": entries}, indent=2).encode()
 
 
