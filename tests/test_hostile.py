@@ -83,6 +83,10 @@ def test_hostile_case_inside_a_folder(case, tmp_path, capsys, monkeypatch):
     _no_forged_patients(evaluated)
     for text in case.expect:
         assert text.lower() in err.lower(), f"{text!r} not reported:\n{err}"
+    if case.clean and case.name != "operation-outcome-file":
+        verdicts = {r["patient"]: r["verdict"] for r in evaluated}
+        assert verdicts.get("Patient/v01-p1") == "eligible", (verdicts, err)  # read in full, nothing lost
+        assert "warning" not in err, err
     ccode, cohort, cerr = _cohort(folder, tmp_path / "out", capsys)
     assert ccode == 0, cerr
     assert cohort == evaluated  # the same reader: the same results, line for line

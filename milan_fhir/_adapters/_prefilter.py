@@ -40,7 +40,9 @@ _BY_CODE_LITERALS = (b'"Observation"', b'"Procedure"')
 _TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]+)"')
 _FAST_HEAD = b'{"resourceType":"'
 _SEEN_MAX = 100_000  # distinct code values remembered per prefilter
-_CODE_VALUE = re.compile(rb'"code"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"')  # a JSON string, escapes included
+#: a code value up to its first quote: an escaped quote cannot be part of a mapped code, so the cheaper form is
+#: enough here (text values, below, may hold escaped quotes around the words)
+_CODE_VALUE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
 _TEXT_VALUES = (re.compile(rb'"display"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"'),
                 re.compile(rb'"text"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"'))
 
