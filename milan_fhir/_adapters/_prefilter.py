@@ -10,10 +10,11 @@ The rules, in order (each one errs on the side of keeping):
 3. Patient, Condition and Bundle lines are always kept (Conditions are recognised by code ranges, aliases and
    words in their text: they are few, so all are parsed); so is a line whose type cannot be read at its head
    but which names one of those types anywhere;
-4. an Observation or Procedure is kept when a ``"code"`` value, compared without case, dots, blanks and the
-   ICD marks ``+ * ! †``, equals a mapped code of the sections the adapters recognise or starts with one (any
-   system: aliases and local systems need no list here), or — an Observation — when a ``"text"`` or
-   ``"display"`` value names Ki-67 / MIB-1 in any spelling (``Ki67``, ``KI-67``, ``ki 67``, ``MIB1``...);
+4. an Observation or Procedure is kept when a ``"code"`` (or ``"display"``/``"text"``) value, compared without
+   case, dots, blanks and the ICD marks ``+ * ! †``, equals a mapped code of the sections the adapters recognise
+   or starts with one (any system: aliases and local systems need no list here), or when a ``"text"`` or
+   ``"display"`` (or ``"code"``) value names Ki-67 / MIB-1 in any spelling (``Ki67``, ``KI-67``, ``ki 67``,
+   ``MIB1``...), or when such a value holds an escaped quote;
 5. every other line (another resource type; no mapped code) is dropped.
 """
 
@@ -40,12 +41,9 @@ _BY_CODE_LITERALS = (b'"Observation"', b'"Procedure"')
 _TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]+)"')
 _FAST_HEAD = b'{"resourceType":"'
 _SEEN_MAX = 100_000  # distinct code values remembered per prefilter
-#: a code value up to its first quote: an escaped quote cannot be part of a mapped code, so the cheaper form is
-#: enough here (text values, below, may hold escaped quotes around the words)
-_CODE_VALUE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
-_TEXT_VALUES = (re.compile(rb'"display"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"'),
-                re.compile(rb'"text"\s*:\s*"([^"\\]*(?:\\.[^"\\]*)*)"'))
-
+#: every "code", "display" and "text" string value, up to its first quote (one regular-expression pass); a value
+#: cut at an escaped quote ends with a backslash and keeps its line
+_VALUES = re.compile(rb'"(?:code|display|text)"\s*:\s*"([^"]*)"')
 _MARKS = re.compile(rb"[\s.+*!]|\xe2\x80\xa0")  # blanks, dots, ICD marks + * ! and the dagger (UTF-8)
 #: JSON's one-character escapes and the character each stands for
 _ESCAPES = {b"\\/": "/", b'\\"': '"', b"\\\\": "\\", b"\\b": "\b", b"\\f": "\f", b"\\n": "\n", b"\\r": "\r",
@@ -74,7 +72,6 @@ class RawPrefilter:
         # escapes whose character could be part of a mapped code keep their line (rule 1)
         self._escapes = tuple(esc for esc, ch in _ESCAPES.items() if ch in chars)
         self._seen: dict[bytes, bool] = {}
-        self._seen_text: dict[bytes, bool] = {}
 
     def wants(self, line: bytes) -> bool:
         if b"\\" in line and (b"\\u" in line or any(e in line for e in self._escapes)):  # memchr first: cheap
@@ -87,36 +84,21 @@ class RawPrefilter:
                 return True
             if not any(t in line for t in _BY_CODE_LITERALS):
                 return False
-            observation = b'"Observation"' in line
         elif rtype in _ALWAYS:
             return True
         elif rtype not in _BY_CODE:
             return False
-        else:
-            observation = rtype == b"Observation"
-        # code values repeat across an export (units, categories, the same lab codes): remember each value's
-        # answer (bounded), so most values cost one dict look-up
+        # values repeat across an export (units, categories, the same lab codes and displays): remember each
+        # value's answer (bounded), so most values cost one dict look-up
         seen = self._seen
-        for value in _CODE_VALUE.findall(line):
+        for value in _VALUES.findall(line):
             hit = seen.get(value)
             if hit is None:
-                hit = self._mapped(value)
-                if len(seen) < _SEEN_MAX:
+                hit = value.endswith(b"\\") or self._mapped(value) or KI67_WORDS.search(value) is not None
+                if len(seen) < _SEEN_MAX and len(value) <= 256:
                     seen[value] = hit
             if hit:
                 return True
-        if not observation or not (b"67" in line or b"mib" in line.lower()):  # every Ki-67 / MIB-1 name has one
-            return False
-        seen_text = self._seen_text
-        for pattern in _TEXT_VALUES:  # a code text or display naming Ki-67 (criteria.md §1d)
-            for value in pattern.findall(line):
-                hit = seen_text.get(value)
-                if hit is None:
-                    hit = KI67_WORDS.search(value) is not None
-                    if len(seen_text) < _SEEN_MAX:
-                        seen_text[value] = hit
-                if hit:
-                    return True
         return False
 
     def _mapped(self, value: bytes) -> bool:
