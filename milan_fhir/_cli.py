@@ -51,7 +51,9 @@ def error_line(message: str) -> str:
 
 
 def _problem_text(problem: Any) -> str:
-    """``FILE:LINE RESOURCE field F: reason`` for an InputProblem."""
+    """``FILE:LINE RESOURCE field F: reason`` for an InputProblem (control characters escaped: one line each)."""
+    from ._adapters._located import _clean
+
     parts = []
     file, line = getattr(problem, "file", None), getattr(problem, "line", None)
     if file:
@@ -63,7 +65,8 @@ def _problem_text(problem: Any) -> str:
     if getattr(problem, "field", None):
         parts.append(f"field {problem.field}")
     reason = getattr(problem, "reason", None) or str(problem)
-    return f"{' '.join(parts)}: {reason}" if parts else str(reason)
+    text = f"{' '.join(parts)}: {reason}" if parts else str(reason)
+    return _clean(text)
 
 
 def report_problems(problems: Sequence[Any]) -> None:

@@ -59,7 +59,7 @@ def parse_clinical_date(value: object) -> date | None:
                 return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
             dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
             return dt.astimezone(timezone.utc).date()
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: the offset moves it before year 1 or after 9999
             return None
     p = parse_partial_date(text)
     return p.earliest() if p else None

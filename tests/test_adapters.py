@@ -548,7 +548,7 @@ def test_problem_text_names_bundle_entry(m):
     bad = ki67(id="bad", valueQuantity={"value": "x"})
     problems = []
     build_records([Located(bad, "bundle.json", 3, None)], m, problems)
-    assert str(problems[0]).startswith("bundle.json entry 3, Observation/bad, field valueQuantity.value: ")
+    assert str(problems[0]).startswith("bundle.json:3, Observation/bad, field valueQuantity.value: ")  # the file line where the entry starts (issue 9)
 
 
 def test_prefilter_reads_resource_type_anywhere(m):

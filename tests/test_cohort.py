@@ -125,11 +125,11 @@ def test_bad_lines_go_to_errors_and_the_run_goes_on(export, tmp_path):
     summary = run_cohort(src, tmp_path / "out", as_of=AS_OF, workers=2, chunk_bytes=2048)
     errors = _lines(tmp_path / "out" / "errors.ndjson")
     by_line = {(Path(e["file"]).name, e["line"]): e for e in errors}
-    assert by_line[(obs.name, 3)]["reason"].startswith("malformed line")
+    assert by_line[(obs.name, 3)]["reason"].startswith("not valid JSON")  # the reasons of the shared line reader
     assert by_line[(obs.name, 5)]["resource"] == "Observation/bad-ki67"
     assert "effectiveDateTime" in (by_line[(obs.name, 5)]["field"] or "") + by_line[(obs.name, 5)]["reason"]
     last = len(lines) - (1 if lines[-1] == b"" else 0)
-    assert by_line[(obs.name, last)]["reason"].startswith("malformed line")
+    assert by_line[(obs.name, last)]["reason"].startswith("not FHIR: expected a JSON object")
     assert any(e["file"].endswith("README.txt") and "skipped" in e["reason"] for e in errors)
     assert summary["errors"] == len(errors) == 4
     # everything else was evaluated as before

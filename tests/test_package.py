@@ -1,8 +1,11 @@
 """The built wheel works on its own: installed into a fresh venv, run from another folder.
 
-Builds the wheel with pip (hatchling is the build backend, fetched like any build requirement), installs it
-with ``--no-deps`` into a venv that sees the already-installed dependencies, and runs the ``milan-fhir``
-console script from a folder that is not the checkout, so only the installed package can be found.
+Builds the wheel with pip (hatchling is the build backend, fetched like any build requirement), creates a venv
+from the *base* interpreter (``sys._base_executable``: not the test venv's, and without system site packages,
+so nothing installed anywhere else can be seen — also when the suite runs inside the README's venv on a machine
+where nothing is installed system-wide), installs the wheel there with its dependencies (resolved by pip, from
+its cache when warm), and runs the ``milan-fhir`` console script from a folder that is not the checkout, so only
+the installed package can be found.
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ def test_wheel_installs_and_runs_from_elsewhere(tmp_path):
     assert len(wheels) == 1
 
     venv = tmp_path / "venv"
-    made = _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    made = _run([base, "-m", "venv", str(venv)], tmp_path, env)
     assert made.returncode == 0, made.stderr
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     py = bindir / "python"
-    inst = _run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(wheels[0])], tmp_path, env)
+    isolated = _run([str(py), "-c", "import sys; print(sys.prefix != sys.base_prefix); import orjson"], tmp_path, env)
+    assert isolated.returncode != 0 and "orjson" in isolated.stderr, "the new venv sees packages it should not"
+    inst = _run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheels[0])], tmp_path, env)
     assert inst.returncode == 0, inst.stdout[-3000:] + inst.stderr[-3000:]
 
     elsewhere = tmp_path / "elsewhere"
@@ -66,3 +72,17 @@ def test_wheel_installs_and_runs_from_elsewhere(tmp_path):
     assert len(results) > 10
     assert all(r["mapping_version"].startswith("milan-fhir-default@") for r in results)
     assert {r["verdict"] for r in results} >= {"eligible", "ineligible"}
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)\n```", readme, re.S)
+    command = next(b for b in blocks if b.rstrip().endswith("&& pytest"))
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert command.strip() in [line.strip() for line in ci.splitlines()]
+    assert "export CI=true" in ci
+    # every prerequisite the command needs is named in the README
+    for name in ("JDK 17", "Maven", "Chromium"):
+        assert name in readme, name

@@ -26,7 +26,8 @@ def test_bundle_file(tmp_path):
     f = tmp_path / "b.json"
     f.write_text(json.dumps(BUNDLE))
     items, problems = read(f)
-    assert [(i.resource["id"], i.line, i.full_url) for i in items] == [("p1", 0, "urn:uuid:1"), ("o1", 1, None)]
+    # one line: both entries start on line 1 of the file
+    assert [(i.resource["id"], i.line, i.full_url) for i in items] == [("p1", 1, "urn:uuid:1"), ("o1", 1, None)]
     assert all(i.file == str(f) for i in items) and problems == []
 
 
@@ -42,7 +43,7 @@ def test_bundle_entry_without_resource_is_a_problem(tmp_path):
     f.write_text(json.dumps({"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:x"}, {"resource": OBS}]}))
     items, problems = read(f)
     assert [i.resource["id"] for i in items] == ["o1"]
-    assert [(p.line, p.field) for p in problems] == [(0, "entry[0]")]
+    assert [(p.line, p.field) for p in problems] == [(1, "entry[0]")]
 
 
 def test_ndjson_with_one_bad_line_goes_on(tmp_path):
@@ -152,3 +153,73 @@ def test_ndjson_of_json_objects_without_resource_type_is_an_input_error(tmp_path
     f.write_text('{"a": 1}\n{"b": 2}\n')
     with pytest.raises(InputError, match="no line is a FHIR resource; first fault at line 1"):
         read(f)
+
+
+@pytest.mark.parametrize("source", [42, None, 3.5, object()])
+def test_evaluate_of_something_that_is_not_input_is_an_input_error(source):
+    import milan_fhir
+
+    with pytest.raises(InputError, match="cannot read input of type"):
+        milan_fhir.evaluate(source)
+
+
+def test_pretty_bundle_entries_carry_their_file_line(tmp_path):
+    f = tmp_path / "b.json"
+    f.write_text(json.dumps(BUNDLE, indent=2))
+    items, problems = read(f)
+    text = f.read_text().splitlines()
+    starts = [i for i, line in enumerate(text, start=1) if line.strip() == "{" and '"fullUrl"' in text[i]
+              or line.strip() == "{" and '"resource"' in text[i]]
+    assert [i.line for i in items] == starts[:2] and problems == []
+
+
+def test_folder_reports_unreadable_files_and_reads_the_rest(tmp_path):
+    import os
+
+    (tmp_path / "a.ndjson").write_text(json.dumps(PATIENT) + "\n")
+    (tmp_path / "manifest.json").write_text(json.dumps({"transactionTime": "x", "output": []}))
+    os.symlink(tmp_path / "missing.ndjson", tmp_path / "gone.ndjson")
+    os.mkfifo(tmp_path / "pipe.ndjson")
+    items, problems = read(tmp_path)
+    assert [i.resource["id"] for i in items] == ["p1"]
+    reasons = {os.path.basename(p.file): p.reason for p in problems}
+    assert "broken symbolic link" in reasons["gone.ndjson"]
+    assert "named pipe" in reasons["pipe.ndjson"]
+    assert "not FHIR" in reasons["manifest.json"]
+
+
+def test_folder_where_nothing_is_readable_is_an_input_error(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"output": []}))
+    (tmp_path / "log.ndjson").write_text('{"level": "info"}\n')
+    with pytest.raises(InputError, match="no file of the folder could be read"):
+        read(tmp_path)
+
+
+def test_overlong_line_is_reported_without_being_read(tmp_path):
+    from milan_fhir._sources import Limits
+
+    f = tmp_path / "x.ndjson"
+    f.write_text(json.dumps(PATIENT) + "\n" + json.dumps({**OBS, "note": [{"text": "y" * 5000}]}) + "\n" + json.dumps(OBS) + "\n")
+    problems: list[InputProblem] = []
+    items = list(read_path(f, problems, Limits(max_line_bytes=1000)))
+    assert [i.line for i in items] == [1, 3]
+    assert [(p.line, "longer than the limit" in p.reason) for p in problems] == [(2, True)]
+
+
+def test_split_lines_never_holds_an_overlong_line():
+    from milan_fhir._sources import Oversize, split_lines
+
+    blocks = [b"ab\ncd", b"e" * 100, b"f\ng", b"h\n", b"i"]
+    lines = [ln for block in split_lines(blocks, 10) for ln in block]
+    assert [ln.size if isinstance(ln, Oversize) else ln for ln in lines] == [b"ab", 103, b"gh", b"i"]
+
+
+def test_gzip_inflation_is_capped(tmp_path):
+    from milan_fhir._sources import Limits
+
+    f = tmp_path / "x.ndjson.gz"
+    f.write_bytes(gzip.compress((json.dumps(PATIENT) + "\n").encode() + b" " * 2_000_000 + b"\n"))
+    problems: list[InputProblem] = []
+    items = list(read_path(f, problems, Limits(max_line_bytes=100_000, max_gzip_ratio=10)))
+    assert [i.resource["id"] for i in items] == ["p1"]
+    assert "inflates to more than 10 times" in problems[-1].reason

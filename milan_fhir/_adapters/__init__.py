@@ -20,6 +20,7 @@ from .._mappings import Mappings
 from ..errors import InputError, ResourceError
 from . import _condition, _observation, _patient, _procedure
 from ._common import Adapted, Ctx, settle_pending, version_of
+from ._guard import guard_fault, key_fault, printable
 from ._located import InputProblem, Located, iter_bundle_or_resource, resource_key
 from ._prefilter import RawPrefilter
 from ._validate import validation_fault
@@ -40,7 +41,6 @@ __all__ = [
 
 #: Resource types the rules read; every other type is irrelevant (skipped, counted in AdaptStats.irrelevant).
 RULE_TYPES = ("Patient", "Observation", "Condition", "Procedure")
-_STREAMED_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 
 
 @dataclass
@@ -89,6 +89,10 @@ def adapt_resource(
     if hit is None:
         return None
     rtype, kind = hit
+    fault = guard_fault(resource, full_url)  # depth, control characters, JSON types of dates: before all else
+    if fault is not None:
+        raise ResourceError(f"invalid {rtype}: {fault[1]}", file=file, line=line,
+                            resource=_safe_key(resource, full_url, rtype), field=fault[0])
     reference = resource_key(resource, full_url)
     if reference is None:
         raise ResourceError(f"{rtype} has no id", file=file, line=line, resource=rtype, field="id")
@@ -97,6 +101,10 @@ def adapt_resource(
         field, reason = fault
         raise ResourceError(f"invalid {rtype}: {reason}", file=file, line=line, resource=reference, field=field or None)
     patient = reference if rtype == "Patient" else _subject(resource, resolve, file, line, reference)
+    fault = key_fault(patient, "subject")  # a key resolved through another entry's fullUrl
+    if fault is not None:
+        raise ResourceError(f"invalid {rtype}: the subject {fault[1]}", file=file, line=line, resource=reference,
+                            field=fault[0])
     concept = _concept(rtype, kind)
     out = Adapted(patient=patient, reference=reference, version=version_of(resource), concept=concept)
     ctx = Ctx(resource, mappings, reference, out.version, _as_resolver(resolve), out)
@@ -184,18 +192,17 @@ def _adapt_reported(
 
 
 def _scopes(items: Iterable[Located | dict[str, Any]], problems: list[InputProblem]) -> Iterator[list[Located]]:
-    """Groups of resources that share fullUrls: one per Bundle/JSON file; NDJSON lines one at a time."""
+    """Groups of resources that share fullUrls: one per Bundle (``Located.scope``, set by the reader: a Bundle
+    file, a Bundle on one NDJSON line), each other resource on its own; without a scope, one per file."""
     buffer: list[Located] = []
     scope: Any = object()
     for item in items:
         for loc in _as_located(item, problems):
-            if loc.file is not None and loc.file.lower().endswith(_STREAMED_SUFFIXES):
-                yield [loc]
-                continue
-            if buffer and loc.file != scope:
+            key = loc.scope if loc.scope is not None else ("file", loc.file)
+            if buffer and key != scope:
                 yield buffer
                 buffer = []
-            scope = loc.file
+            scope = key
             buffer.append(loc)
     if buffer:
         yield buffer
@@ -222,6 +229,12 @@ def _subject(resource: dict[str, Any], resolve: Any, file: str | None, line: int
     if not target.startswith("Patient/"):
         raise ResourceError(f"subject is {target}, not a Patient", file=file, line=line, resource=reference, field="subject")
     return target
+
+
+def _safe_key(resource: dict[str, Any], full_url: str | None, rtype: str) -> str:
+    """``Type/id`` for a message, control characters escaped (the resource is refused, never keyed by it)."""
+    key = resource_key(resource, full_url if isinstance(full_url, str) else None)
+    return printable(key) if key else rtype
 
 
 def _other_subject(adapted: Adapted, patient: str) -> Adapted:

@@ -1,9 +1,21 @@
 """A cheap check on a raw NDJSON line, before parsing it: could the rules use this resource?
 
-It must never reject a relevant resource; letting through an irrelevant one only costs a parse. A line passes
-when it is a Patient, or when it is an Observation, Condition or Procedure with a ``"code"`` value among the
-mapped codes of the sections the adapters recognise (compared without dots and case, so ``C7A012`` and
-``c7a.012`` pass too).
+It must never reject a line that the full parse would use; letting through an irrelevant one only costs a parse.
+The rules, in order (each one errs on the side of keeping):
+
+1. a line with a ``\\u`` escape is kept (``"\\u0032\\u0039593-1"`` is ``"29593-1"``; ``"Obs\\u0065rvation"`` is
+   an Observation), and so is one with any other JSON escape whose character occurs in a mapped code (``\\/``:
+   ICD-O-3 ``8240\\/3``);
+2. a line with more than one ``"resourceType"`` is kept (a duplicated key: the parser keeps the last);
+3. Patient, Condition and Bundle lines are always kept (Conditions are recognised by code ranges, aliases and
+   words in their text: they are few, so all are parsed); so is a line whose type cannot be read at its head
+   but which names one of those types anywhere;
+4. an Observation or Procedure is kept when a ``"code"`` (or ``"display"``/``"text"``) value, compared without
+   case, dots, blanks and the ICD marks ``+ * ! †``, equals a mapped code of the sections the adapters recognise
+   or starts with one (any system: aliases and local systems need no list here), or when a ``"text"`` or
+   ``"display"`` (or ``"code"``) value names Ki-67 / MIB-1 in any spelling (``Ki67``, ``KI-67``, ``ki 67``,
+   ``MIB1``...), or when such a value holds an escaped quote;
+5. every other line (another resource type; no mapped code) is dropped.
 """
 
 from __future__ import annotations
@@ -12,23 +24,36 @@ import re
 
 from .._mappings import CODE_SECTIONS, Mappings
 
-__all__ = ["RawPrefilter", "PREFILTER_SECTIONS"]
+__all__ = ["RawPrefilter", "PREFILTER_SECTIONS", "KI67_WORDS"]
 
 #: Sections whose codes make a resource relevant: every code section but values and body sites, which never do
 #: on their own.
 PREFILTER_SECTIONS = tuple(s for s in CODE_SECTIONS if s != "body_sites" and not s.endswith("_values"))
 
-_TYPES = (b'"Observation"', b'"Condition"', b'"Procedure"')
-_TYPE_NAMES = frozenset((b"Observation", b"Condition", b"Procedure"))
+#: Ki-67 names in an Observation's text (case-insensitive; any non-alphanumeric bytes, up to 4, between the
+#: parts: "Ki-67", "Ki 67", "Ki‑67" with a non-breaking hyphen, "MIB-1").
+KI67_WORDS = re.compile(rb"(?i)(?:ki[^a-z0-9]{0,4}67|mib[^a-z0-9]{0,4}1)")
+
+_ALWAYS = frozenset((b"Patient", b"Condition", b"Bundle"))
+_BY_CODE = frozenset((b"Observation", b"Procedure"))
+_ALWAYS_LITERALS = (b'"Patient"', b'"Condition"', b'"Bundle"')
+_BY_CODE_LITERALS = (b'"Observation"', b'"Procedure"')
 _TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]+)"')
 _FAST_HEAD = b'{"resourceType":"'
 _SEEN_MAX = 100_000  # distinct code values remembered per prefilter
-_CODE_VALUE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
+#: every "code", "display" and "text" string value, up to its first quote (one regular-expression pass); a value
+#: cut at an escaped quote ends with a backslash and keeps its line
+_VALUES = re.compile(rb'"(?:code|display|text)"\s*:\s*"([^"]*)"')
+_MARKS = re.compile(rb"[\s.+*!]|\xe2\x80\xa0")  # blanks, dots, ICD marks + * ! and the dagger (UTF-8)
+#: JSON's one-character escapes and the character each stands for
+_ESCAPES = {b"\\/": "/", b'\\"': '"', b"\\\\": "\\", b"\\b": "\b", b"\\f": "\f", b"\\n": "\n", b"\\r": "\r",
+            b"\\t": "\t"}
+_MIN_PREFIX = 3
 
 
 def _key(code: bytes) -> bytes:
-    """Upper case, no dots, no surrounding blanks: ``c7a.012`` and ``C7A012`` both read ``C7A012``."""
-    return code.upper().replace(b".", b"").strip()
+    """Upper case, without dots, blanks and ICD marks: ``c7a.012``, ``C7A012`` and ``C7A.012+`` read ``C7A012``."""
+    return _MARKS.sub(b"", code.upper())
 
 
 class RawPrefilter:
@@ -36,35 +61,53 @@ class RawPrefilter:
 
     def __init__(self, mappings: Mappings) -> None:
         keys = set()
+        chars: set[str] = set()
         for section in PREFILTER_SECTIONS:
             for entry in mappings.codes_of(section):
                 keys.add(_key(entry.code.encode("utf-8")))
+                chars.update(entry.code)
+        keys.discard(b"")
         self._keys = frozenset(keys)
+        self._lengths = sorted({len(k) for k in keys})
+        # escapes whose character could be part of a mapped code keep their line (rule 1)
+        self._escapes = tuple(esc for esc, ch in _ESCAPES.items() if ch in chars)
         self._seen: dict[bytes, bool] = {}
 
     def wants(self, line: bytes) -> bool:
+        if b"\\" in line and (b"\\u" in line or any(e in line for e in self._escapes)):  # memchr first: cheap
+            return True
+        if line.find(b'"resourceType"', line.find(b'"resourceType"') + 1) >= 0:
+            return True  # more than one: a duplicated key or contained resources
         rtype = _leading_type(line)
         if rtype is None:  # resourceType is not the first key: the slower, complete check
-            if b'"Patient"' in line:
+            if any(t in line for t in _ALWAYS_LITERALS):
                 return True
-            if not any(t in line for t in _TYPES):
+            if not any(t in line for t in _BY_CODE_LITERALS):
                 return False
-        elif rtype == b"Patient":
+        elif rtype in _ALWAYS:
             return True
-        elif rtype not in _TYPE_NAMES:
+        elif rtype not in _BY_CODE:
             return False
-        # code values repeat across an export (units, categories, the same lab codes): remember each value's
-        # answer (bounded), so most values cost one dict look-up instead of three bytes operations
+        # values repeat across an export (units, categories, the same lab codes and displays): remember each
+        # value's answer (bounded), so most values cost one dict look-up
         seen = self._seen
-        for value in _CODE_VALUE.findall(line):
+        for value in _VALUES.findall(line):
             hit = seen.get(value)
             if hit is None:
-                hit = _key(value) in self._keys
-                if len(seen) < _SEEN_MAX:
+                hit = value.endswith(b"\\") or self._mapped(value) or KI67_WORDS.search(value) is not None
+                if len(seen) < _SEEN_MAX and len(value) <= 256:
                     seen[value] = hit
             if hit:
                 return True
         return False
+
+    def _mapped(self, value: bytes) -> bool:
+        key = _key(value)
+        keys = self._keys
+        if key in keys:
+            return True
+        # a child code under a mapped parent (C7A.0 under C7A, a 5-character ICD-10-GM code, OPS 5-455.41)
+        return any(key[:n] in keys for n in self._lengths if _MIN_PREFIX <= n < len(key))
 
 
 def _leading_type(line: bytes) -> bytes | None:

@@ -1,29 +1,28 @@
-"""Finding the NDJSON files of an export folder and cutting them into chunks that workers read on their own.
+"""Finding the input files of an export folder and cutting them into chunks that workers read on their own.
 
-Any file naming is accepted: every regular, non-hidden file of the folder (not recursive) whose first
-non-blank byte (after gunzip, when the file starts with the gzip magic bytes) is ``{`` is NDJSON. Other files
-are listed as skipped, with why. Plain files are cut into byte ranges that start and end on line boundaries
-(``CHUNK_BYTES`` each, independent of the number of workers); a gzip file is one chunk.
+The folder is listed and each file sniffed by the one reader of every path (``milan_fhir._sources``): any file
+naming, NDJSON (plain or .gz, with or without a byte-order mark) and whole-file JSON (a pretty-printed Bundle or
+resource) alike; broken links, pipes and other files are listed as skipped, with why. Plain NDJSON files are cut
+into byte ranges that start and end on line boundaries (``CHUNK_BYTES`` each, independent of the number of
+workers); a gzip file and a whole-file JSON document are one chunk each. Lines are cut by
+``_sources.split_lines``, which refuses a line above the size limit without holding it.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-import re
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+from .. import _sources
 from ..errors import InputError
 
 __all__ = ["Chunk", "SourceFile", "find_files", "plan_chunks", "iter_lines", "CHUNK_BYTES"]
 
 #: nominal size of one plain-file chunk
 CHUNK_BYTES = 8 << 20
-_READ_BLOCK = 8 << 20
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +32,13 @@ class SourceFile:
     mtime_ns: int
     gz: bool
     first_type: str | None = None  # resourceType of the first line (a hint for planning, never trusted)
+    kind: str = "lines"  # "lines" (NDJSON) or "document" (one JSON value over the whole file)
 
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One unit of work: ``[start, end)`` bytes of a plain file, or a whole gzip file (``end`` = -1)."""
+    """One unit of work: ``[start, end)`` bytes of a plain NDJSON file, or a whole file (``end`` = -1: a gzip
+    file, or a ``document``)."""
 
     index: int
     path: str
@@ -45,10 +46,11 @@ class Chunk:
     end: int
     gz: bool
     weight: int = 1  # relative cost per byte (Patient lines are all parsed and validated)
+    kind: str = "lines"
 
     @property
     def nbytes(self) -> int:
-        return self.end - self.start if not self.gz else max(1, os.path.getsize(self.path))
+        return self.end - self.start if self.end >= 0 else max(1, os.path.getsize(self.path))
 
     @property
     def cost(self) -> int:
@@ -56,56 +58,34 @@ class Chunk:
         return self.nbytes * self.weight * (4 if self.gz else 1)  # gzip: ~4x the bytes once decompressed
 
 
-_FIRST_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 #: cost per byte of a file whose lines are (almost) all used by the rules, relative to a noise-heavy file
 PATIENT_WEIGHT = 8
-
-
-def _sniff(path: Path) -> tuple[bool, str | None, str | None]:
-    """(is gzip, why the file is not NDJSON or None, resourceType of the first line)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(2)
-        gz = head == _GZIP_MAGIC
-        opener = gzip.open if gz else open
-        with opener(path, "rb") as fh:  # type: ignore[operator]
-            block = fh.read(4096)
-            while block and not block.strip():
-                block = fh.read(4096)
-    except (OSError, EOFError, zlib.error) as exc:
-        return False, f"cannot be read ({getattr(exc, 'strerror', None) or exc})", None
-    stripped = block.lstrip()
-    if not stripped:
-        return gz, "empty file", None
-    if stripped[:1] != b"{":
-        return gz, "not NDJSON (does not start with a JSON object)", None
-    m = _FIRST_TYPE.search(stripped.split(b"\n", 1)[0])
-    return gz, None, m.group(1).decode() if m else None
+DOCUMENT_WEIGHT = 8  # every entry of a whole-file Bundle is parsed
 
 
 def find_files(source: str | Path, *, exclude: set[Path] = frozenset()) -> tuple[list[SourceFile], list[tuple[str, str]]]:
-    """NDJSON files of ``source`` (a folder or one file), sorted by name; and (file, why) for files skipped."""
+    """Input files of ``source`` (a folder or one file), sorted by name; and (file, why) for entries skipped."""
     p = Path(source)
-    if not p.exists():
+    if not os.path.lexists(p):
         raise InputError("no such file or folder", file=str(p))
-    if p.is_file():
-        candidates = [p]
-    else:
-        candidates = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-    excl = {p.resolve() for p in exclude}  # our own output files, when SOURCE is the output folder
-    files: list[SourceFile] = []
     skipped: list[tuple[str, str]] = []
+    if p.is_dir():
+        candidates, skips = _sources.list_folder(p, exclude=exclude)
+        skipped = [(s.path, s.reason) for s in skips]
+    else:
+        candidates = [p]
+    files: list[SourceFile] = []
     for f in candidates:
-        if f.resolve() in excl:
-            continue
-        gz, why, first_type = _sniff(f)
-        if why:
-            skipped.append((str(f), why))
+        sn = _sources.sniff(f)
+        if sn.kind is None:
+            skipped.append((str(f), sn.reason or "not read"))
             continue
         st = f.stat()
-        files.append(SourceFile(str(f), st.st_size, st.st_mtime_ns, gz, first_type))
+        files.append(SourceFile(str(f), st.st_size, st.st_mtime_ns, sn.gz, sn.first_type, sn.kind))
     if not files:
-        raise InputError("holds no NDJSON files (plain or .gz)", file=str(p))
+        why = "; ".join(f"{Path(f).name}: {r}" for f, r in skipped)[:300]
+        raise InputError("holds no NDJSON files (plain or .gz) and no FHIR JSON files" + (f" ({why})" if why else ""),
+                         file=str(p))
     return files, skipped
 
 
@@ -113,6 +93,9 @@ def plan_chunks(files: list[SourceFile], chunk_bytes: int = CHUNK_BYTES) -> list
     """Cut the files into chunks whose boundaries are line starts."""
     chunks: list[Chunk] = []
     for sf in files:
+        if sf.kind != "lines":
+            chunks.append(Chunk(len(chunks), sf.path, 0, -1, sf.gz, DOCUMENT_WEIGHT, sf.kind))
+            continue
         weight = PATIENT_WEIGHT if sf.first_type == "Patient" else 1
         if sf.gz:
             chunks.append(Chunk(len(chunks), sf.path, 0, -1, True, weight))
@@ -121,46 +104,35 @@ def plan_chunks(files: list[SourceFile], chunk_bytes: int = CHUNK_BYTES) -> list
             start = 0
             while start < sf.size:
                 end = start + max(1, chunk_bytes // weight)
-                if end >= sf.size:
-                    end = sf.size
-                else:
-                    fh.seek(end)
-                    fh.readline()  # move to the next line start
-                    end = min(fh.tell(), sf.size)
+                end = sf.size if end >= sf.size else min(_next_line_start(fh, end), sf.size)
                 chunks.append(Chunk(len(chunks), sf.path, start, end, False, weight))
                 start = end
     return chunks
 
 
-def iter_lines(chunk: Chunk) -> Iterator[list[bytes]]:
-    """The lines of a chunk, in blocks (lists of lines, without the newline; possibly empty lines)."""
-    if not chunk.gz:
-        with open(chunk.path, "rb") as fh:
-            fh.seek(chunk.start)
-            remaining = chunk.end - chunk.start
-            tail = b""
-            while remaining > 0:
-                data = fh.read(min(_READ_BLOCK, remaining))
-                if not data:
-                    break
-                remaining -= len(data)
-                lines = (tail + data).split(b"\n") if tail else data.split(b"\n")
-                tail = lines.pop()
-                yield lines
-            if tail:
-                yield [tail]
-        return
+def _next_line_start(fh: Any, pos: int) -> int:
+    """The offset after the first newline at or after ``pos`` (end of file if none), reading in bounded blocks
+    (``readline`` would hold a whole overlong line in memory)."""
+    fh.seek(pos)
+    while True:
+        block = fh.read(1 << 20)
+        if not block:
+            return fh.tell()
+        i = block.find(b"\n")
+        if i >= 0:
+            return pos + i + 1
+        pos += len(block)
+
+
+def iter_lines(chunk: Chunk, limits: _sources.Limits | None = None) -> Iterator[list[bytes]]:
+    """The lines of a ``lines`` chunk, in blocks (lists of lines, without the newline; possibly empty lines; a
+    line above the size limit as an ``_sources.Oversize``). Read faults raise :class:`InputError`."""
+    limits = limits or _sources.Limits()
     try:
-        with gzip.open(chunk.path, "rb") as fh:
-            tail = b""
-            while True:
-                data = fh.read(_READ_BLOCK)
-                if not data:
-                    break
-                lines = (tail + data).split(b"\n") if tail else data.split(b"\n")
-                tail = lines.pop()
-                yield lines
-            if tail:
-                yield [tail]
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"not a valid gzip file ({exc})", file=chunk.path) from None
+        fh = gzip.open(chunk.path, "rb") if chunk.gz else open(chunk.path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=chunk.path) from None
+    with fh:
+        blocks = _sources.open_blocks(fh, chunk.path, limits, gz=chunk.gz, start=chunk.start,
+                                      end=None if chunk.end < 0 else chunk.end)
+        yield from _sources.split_lines(blocks, limits.max_line_bytes)

@@ -31,7 +31,8 @@ import orjson
 
 from .._runtime import as_date
 from .._mappings import Mappings
-from ..errors import scrub
+from .._sources import Limits
+from ..errors import InputError, scrub
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
 from ._tally import Tally
@@ -208,10 +209,11 @@ def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterat
         with open(path, "rb") as fh:
             for raw in fh:
                 e = orjson.loads(raw)
-                line = line0[ch.index] + e["line"]
+                rel = e["line"]  # None: a fault of the whole file
+                line = None if rel is None else line0[ch.index] + rel
                 rec = {"file": ch.path, "line": line, "resource": e["resource"], "field": e["field"],
                        "reason": e["reason"]}
-                yield f"{ch.index:06d}:{e['line']:012d}", orjson.dumps(rec)
+                yield f"{ch.index:06d}:{rel or 0:012d}", orjson.dumps(rec)
 
 
 def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int], buckets: int,
@@ -260,6 +262,7 @@ def run_cohort(
     day = as_date(as_of)
     outp = _sink.ensure_dir(out)  # refuses a symlink or a file; private mode when created
     _sink.clean_stale(outp)  # temporary files of a run killed during its final merge
+    limits = Limits.from_env()
     files, skipped = find_files(source, exclude={outp / name for name in (*OUTPUT_FILES, WRITE_BACK_FILE)})
     total_bytes = sum(f.size for f in files)
     if chunk_bytes is None:  # about 512 chunks at most (memory does not depend on it: lines are read in blocks)
@@ -275,6 +278,7 @@ def run_cohort(
         "all_patients": all_patients,
         "chunk_bytes": chunk_bytes,
         "buckets": buckets,
+        "limits": [limits.max_line_bytes, limits.max_gzip_ratio],
     }
     work = outp / WORK_DIR
     reuse = _prepare_workdir(work, manifest, resume)
@@ -296,7 +300,7 @@ def run_cohort(
             if done is not None:
                 scans[ch.index] = done
             else:
-                todo.append(ScanTask(ch, str(work), buckets, layers))
+                todo.append(ScanTask(ch, str(work), buckets, layers, limits))
         bar = stack.enter_context(_progress_bar(progress, total=sum(c.nbytes for c in chunks), unit="B",
                                                 unit_scale=True, unit_divisor=1024, desc="reading"))
         bar.update(sum(scans[i][0].nbytes for i in scans))
@@ -367,6 +371,9 @@ def run_cohort(
     _merge_parts([work / f"{bucket_name(b)}.ra" for b in range(buckets)], outp / "risk-assessments.ndjson")
     if write_back:
         _merge_parts([work / f"{bucket_name(b)}.writeback" for b in range(buckets)], outp / WRITE_BACK_FILE)
+    # a file none of whose lines is FHIR (a log, a report) is reported as a whole, as evaluate does
+    fhir_files = {ch.path for ch in chunks if getattr(scans[ch.index][0], "fhir", True)}
+    skipped = skipped + [(f.path, "no line is a FHIR resource") for f in files if f.path not in fhir_files]
     n_errors = _write_errors(outp / "errors.ndjson", work, chunks, line0, buckets, skipped)
     tally = Tally()
     for b in range(buckets):

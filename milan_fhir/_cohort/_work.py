@@ -28,7 +28,9 @@ from typing import Any, Iterator
 
 import orjson
 
+from .. import _sources
 from .._domain import PatientRecord
+from .._sources import Limits
 from ..errors import InputError
 from ._files import Chunk, iter_lines
 from ._tally import Tally
@@ -109,6 +111,7 @@ class ScanTask:
     workdir: str
     buckets: int
     mapping_layers: tuple[str, ...]
+    limits: Limits = Limits()
 
 
 @dataclass
@@ -119,27 +122,33 @@ class ScanResult:
     kept: int  # resources the rules use
     errors: int
     nbytes: int
+    fhir: bool = True  # some line of the chunk is a FHIR resource (else, for a whole file: reported as not FHIR)
 
 
-def _error(rel: int, reason: str, resource: str | None = None, field: str | None = None) -> bytes:
+def _error(rel: int | None, reason: str, resource: str | None = None, field: str | None = None) -> bytes:
     return orjson.dumps({"line": rel, "reason": reason, "resource": resource, "field": field}) + b"\n"
 
 
 def scan_chunk(task: ScanTask) -> ScanResult:
-    """Stage 1 for one chunk (see the module docstring); writes ``cNNNNNN.facts``, ``.errors``, then ``.done``."""
+    """Stage 1 for one chunk (see the module docstring); writes ``cNNNNNN.facts``, ``.errors``, then ``.done``.
+
+    Lines are cut and read by the same functions as ``evaluate`` (``_sources.split_lines``,
+    ``_sources.line_resources``, ``_sources.read_document``); only the prefilter comes in between.
+    """
     from .._adapters import Located, RawPrefilter, adapt_resource, full_url_map
-    from .._adapters._located import InputProblem, iter_bundle_or_resource
+    from .._adapters._guard import printable
+    from .._adapters._located import InputProblem
 
     mappings = _mappings(task.mapping_layers)
     wants = RawPrefilter(mappings).wants
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
+    limits = task.limits
     chunk = task.chunk
     path = chunk.path
     nb = task.buckets
     sections: list[list[tuple[Any, int]]] = [[] for _ in range(nb)]
     errors: list[bytes] = []
     rel = parsed = kept = 0
+    fhir = False
 
     def adapt(obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None) -> None:
         nonlocal kept
@@ -149,46 +158,60 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             errors.append(_error(line_no, exc.reason, exc.resource, exc.field))
             return
         except Exception as exc:  # noqa: BLE001 - one resource must not stop a cohort run; reported, not silent
+            key = _key(obj)
             errors.append(_error(line_no, f"could not be read because of an internal error ({type(exc).__name__}: "
-                                          f"{exc}); please report it", _key(obj)))
+                                          f"{printable(str(exc), 200)}); please report it", key and printable(key)))
             return
         if ad is None:
             return
         kept += 1
         sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no))
 
+    def adapt_all(located: list[Any], problems: list[Any]) -> None:
+        nonlocal fhir
+        fhir = fhir or bool(located)
+        for p in problems:
+            errors.append(_error(p.line, p.reason, p.resource, p.field))
+        if len(located) == 1 and located[0].full_url is None:
+            adapt(located[0].resource, located[0].line)
+            return
+        urls = full_url_map(located)  # the entries of one Bundle resolve each other's fullUrl
+        for loc in located:
+            adapt(loc.resource, loc.line, urls, loc.full_url)
+
     try:
-        for block in iter_lines(chunk):
-            for line in block:
-                rel += 1
-                if not line or line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
-                    line = line.strip()
-                    if not line:
+        if chunk.kind == "document":
+            problems: list[InputProblem] = []
+            try:
+                located = list(_sources.read_document(Path(path), problems, limits, gz=chunk.gz))
+            except InputError as exc:
+                errors.append(_error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field))
+                located = []
+            parsed = len(located)
+            rel = max((loc.line or 0 for loc in located), default=0)
+            adapt_all(located, problems)
+            fhir = True  # a document that is not FHIR was reported above
+        else:
+            for block in iter_lines(chunk, limits):
+                for line in block:
+                    rel += 1
+                    if not line or line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
+                        if type(line) is bytes:
+                            line = _sources.clean_line(line)
+                            if not line:
+                                continue
+                        if type(line) is not bytes or line[0] != 123 or line[-1] != 125:
+                            # not one JSON object on one line: the shared line reader says what it is
+                            problems = []
+                            adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
+                            continue
+                    if not wants(line):
+                        if not fhir:  # until one is seen: is any line of this file FHIR at all?
+                            fhir = b'"resourceType"' in line
                         continue
-                    if line[0] != 123 or line[-1] != 125:
-                        errors.append(_error(rel, "malformed line: not a JSON object on one line"))
-                        continue
-                if not wants(line):
-                    continue
-                parsed += 1
-                try:
-                    obj = loads(line)
-                except decode_error as exc:
-                    errors.append(_error(rel, f"not valid JSON ({exc})"))
-                    continue
-                if not isinstance(obj, dict) or not isinstance(obj.get("resourceType"), str):
-                    errors.append(_error(rel, "not a FHIR resource (no resourceType)", None, "resourceType"))
-                    continue
-                if obj["resourceType"] == "Bundle":
-                    problems: list[InputProblem] = []
-                    located = list(iter_bundle_or_resource(obj, problems, path, rel))
-                    for p in problems:
-                        errors.append(_error(rel, p.reason, p.resource, p.field))
-                    urls = full_url_map(located)
-                    for loc in located:
-                        adapt(loc.resource, rel, urls, loc.full_url)
-                    continue
-                adapt(obj, rel)
+                    parsed += 1
+                    problems = []
+                    adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
     except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
         errors.append(_error(rel + 1, f"the file cannot be read further: {exc.reason}"))
 
@@ -204,7 +227,7 @@ def scan_chunk(task: ScanTask) -> ScanResult:
                 pickle.dump(section, fh, protocol=pickle.HIGHEST_PROTOCOL)
             index.append((start, fh.tell() - start))
     write_atomic(wd / f"{name}.errors", b"".join(errors))
-    result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes)
+    result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes, fhir)
     write_atomic(wd / f"{name}.done", pickle.dumps((result, index)))
     return result
 

@@ -19,7 +19,8 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
         return result(
             NAME,
             Status.INDETERMINATE,
-            f"No Patient resource was given for {record.patient}, so the age is not known",
+            f"No usable Patient resource was found for {record.patient} (a Patient that cannot be read is reported "
+            "with the input problems), so the age is not known",
             missing=(f"the Patient resource of {record.patient} with its birthDate",),
         )
     src = demo.source
