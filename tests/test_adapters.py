@@ -286,9 +286,10 @@ def test_disease_status(m, code, trend):
     assert [f.trend for f in rec.disease_status] == [trend]
 
 
-def test_disease_status_undetermined_is_ignored(m):
+def test_disease_status_undetermined_is_kept_for_the_criterion(m):
+    # v2 (criteria.md §3 stable_disease): a latest `undetermined` makes the result indeterminate, so it is a fact
     rec = record_of([obs("97509-4", valueCodeableConcept=cc(SNOMED, "709137006"))], m)
-    assert rec.disease_status == [] and len(rec.ignored) == 1 and "undetermined" in rec.ignored[0].reason
+    assert [f.trend for f in rec.disease_status] == ["undetermined"] and rec.ignored == []
 
 
 @pytest.mark.parametrize(
@@ -375,23 +376,32 @@ def test_mcode_generic_cancer_with_morphology_and_body_site(m):
     rec = record_of([c], m)
     [p] = rec.primaries
     assert (p.site, p.group, p.drainage) == ("ileum", "small_intestine", "portal")
-    assert [(g.grade, g.kind) for g in rec.grades] == [(1, "morphology")]
+    assert p.site_path == ("ileum", "small_intestine")
+    # v2 (criteria.md §1b): 8240/3 is "neuroendocrine tumour, NOS" and gives no grade (v1 read it as G1)
+    assert rec.grades == []
 
 
 def test_generic_cancer_without_site_is_unreadable(m):
     c = cond(SNOMED, "363346000", extension=morphology_ext("8249/3"))
     rec = record_of([c], m)
-    assert [p.site for p in rec.primaries] == ["unreadable"] and rec.grades == []
+    assert [p.site for p in rec.primaries] == ["unreadable"]
+    # v2 (criteria.md §3): 8249/3 means G2 or higher
+    assert [(g.grade, g.at_least) for g in rec.grades] == [(2, True)]
 
 
 def test_generic_cancer_without_net_morphology_is_not_a_primary(m):
     plain = cond(SNOMED, "363346000", id="a")
     adeno = cond(SNOMED, "363346000", id="b", extension=morphology_ext("8140/3"))
-    assert build_records([plain, adeno], m, []) == {}
+    # v2 (criteria.md §1a, §1b): a Condition coded as a malignant neoplasm is always recognised: an other malignancy
+    [rec] = build_records([plain, adeno], m, []).values()
+    assert rec.primaries == []
+    assert [(x.kind, x.has_morphology) for x in rec.malignancies] == [("generic", False), ("generic", True)]
 
 
 def test_pancreas_subsite_needs_morphology(m):
-    assert build_records([cond(ICD, "C25.0")], m, []) == {}
+    # v2: without a NET morphology a site code is an other malignancy (it may be the NET primary recorded again)
+    [plain] = build_records([cond(ICD, "C25.0")], m, []).values()
+    assert plain.primaries == [] and [(x.kind, x.site) for x in plain.malignancies] == [("site_code", "pancreas_head")]
     rec = record_of([cond(ICD, "C25.0", extension=morphology_ext("8246/3"))], m)
     assert [p.site for p in rec.primaries] == ["pancreas_head"]
     assert [(g.grade, g.kind) for g in rec.grades] == [(3, "morphology")]
@@ -406,9 +416,9 @@ def test_morphology_code_in_condition_code(m):
 
 
 def test_unverified_morphology_is_flagged(m):
-    c = cond(SNOMED, "363346000", extension=morphology_ext("8151/3"), bodySite=[cc(SNOMED, "15776009")])
+    c = cond(SNOMED, "363346000", extension=morphology_ext("8151/3"), bodySite=[cc(SNOMED, "78961009")])
     [p] = record_of([c], m).primaries
-    assert p.source.unverified_codes == ("ICD-O-3 8151/3",)
+    assert p.source.unverified_codes == ("SNOMED 78961009",)
 
 
 def test_high_grade_diagnosis_from_inactive_condition(m):
@@ -464,10 +474,12 @@ def test_primary_resection_groups_and_reason(m):
     rec = record_of([bundle], m)
     [p] = rec.procedures
     assert p.kind == "primary_resection"
-    assert p.code_groups == ("pancreas", "small_intestine")
-    assert p.body_site_groups == ("pancreas",)
+    assert p.code_groups == ("pancreas", "small_intestine", "stomach")
+    assert p.code_site_paths == (("pancreas_head", "pancreas"), ("duodenum", "small_intestine"),
+                                 ("distal_stomach", "stomach"))
+    assert p.body_site_groups == ("pancreas",) and p.body_site_paths == (("pancreas_head", "pancreas"),)
     assert p.reason_references == ("Condition/c-1",)
-    assert p.source.unverified_codes == ("CPT 48150",)
+    assert p.source.unverified_codes == ()  # v2: CPT 48150 is V2 (codes.md)
 
 
 @pytest.mark.parametrize("status", ["in-progress", "not-done", "entered-in-error", "stopped"])

@@ -7,6 +7,7 @@ from builders import (
     burden,
     grade,
     ki67,
+    metastasis,
     patient,
     primary,
     record,
@@ -75,6 +76,8 @@ def eligible_record(**over):
         ki67=[ki67(4)],
         liver_burden=[burden(30)],
         primaries=[p],
+        # v2 (criteria.md §1c): without a liver metastasis record the verdict is capped
+        metastases=[metastasis("liver", ref="Condition/nelm", site="liver", label="liver")],
         procedures=[resection(reason=("Condition/prim",))],
         disease_status=[status("stable", "2025-03-01"), status("stable", "2025-12-01")],
         staging=[staging(False, "2025-12-01")],
@@ -93,7 +96,7 @@ def test_eligible_record():
     assert list(ev.criteria) == list(CRITERIA)
     assert ev.verdict is Verdict.ELIGIBLE
     assert (ev.patient, ev.as_of, ev.rule_set, ev.rule_set_version, ev.mapping_version) == (
-        PATIENT, AS_OF, "milan-net", "1.0.0", "2026.11.1")
+        PATIENT, AS_OF, "milan-net", "2.0.0", "2026.11.1")
     assert ev.ignored == tuple(rec.ignored) and ev.unusable == tuple(rec.unusable)
     assert ev.inputs == rec.inputs and ev.record is rec
 
@@ -196,4 +199,4 @@ def test_random_records_never_raise_and_met_has_evidence(rec, as_of, rule_set):
             assert s.date is None or s.date <= as_of or name == "age"
     ev = evaluate_record(rec, rs, as_of, "v")
     assert list(ev.criteria) == list(CRITERIA)
-    assert ev.verdict is verdict(ev.criteria)
+    assert ev.verdict is verdict(ev.criteria, ev.cautions)

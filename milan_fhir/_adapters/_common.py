@@ -82,8 +82,12 @@ class Ctx:
         self.out.ignored.append(Ignored(reference=self.reference, reason=reason))
         self.out.counted = False
 
-    def unusable(self, concept: str, field: str, reason: str) -> None:
-        self.out.unusable.append(Unusable(reference=self.reference, concept=concept, field=field, reason=reason))
+    def unusable(
+        self, concept: str, field: str, reason: str, *, when: date | None = None, links: tuple[str, ...] = ()
+    ) -> None:
+        self.out.unusable.append(
+            Unusable(reference=self.reference, concept=concept, field=field, reason=reason, date=when, links=links)
+        )
 
 
 def version_of(resource: dict[str, Any]) -> str | None:

@@ -41,6 +41,9 @@ class RawPrefilter:
                 keys.add(_key(entry.code.encode("utf-8")))
         self._keys = frozenset(keys)
         self._seen: dict[bytes, bool] = {}
+        # (v2) pattern entries (C00-C76, Z85, OPS 5-504, CPT ranges) and the Ki-67 text net (criteria.md §1d)
+        self._patterns = [e for section in PREFILTER_SECTIONS for e in mappings.patterns_of(section)]
+        self._ki67_names = tuple(n.encode("utf-8") for n in mappings.text_nets.ki67_names)
 
     def wants(self, line: bytes) -> bool:
         rtype = _leading_type(line)
@@ -49,22 +52,37 @@ class RawPrefilter:
                 return True
             if not any(t in line for t in _TYPES):
                 return False
-        elif rtype == b"Patient":
+        elif rtype in (b"Patient", b"Condition"):
+            # (v2) every Condition may be a malignancy (codes.md: an active Condition coded as a malignant
+            # neoplasm is always recognised, and the text safety nets read its text)
             return True
         elif rtype not in _TYPE_NAMES:
             return False
+        if rtype is None and b'"Condition"' in line:
+            return True
+        if self._ki67_names and (rtype is None or rtype == b"Observation"):
+            low = line.lower()
+            if any(n in low for n in self._ki67_names):
+                return True
         # code values repeat across an export (units, categories, the same lab codes): remember each value's
         # answer (bounded), so most values cost one dict look-up instead of three bytes operations
         seen = self._seen
         for value in _CODE_VALUE.findall(line):
             hit = seen.get(value)
             if hit is None:
-                hit = _key(value) in self._keys
+                hit = _key(value) in self._keys or self._pattern_hit(value)
                 if len(seen) < _SEEN_MAX:
                     seen[value] = hit
             if hit:
                 return True
         return False
+
+
+    def _pattern_hit(self, value: bytes) -> bool:
+        if not self._patterns:
+            return False
+        text = value.decode("utf-8", "replace").strip().upper().rstrip("+*!†")
+        return any(p.covers(text) for p in self._patterns)
 
 
 def _leading_type(line: bytes) -> bytes | None:
