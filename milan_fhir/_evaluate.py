@@ -13,6 +13,7 @@ from ._criteria import CRITERION_FUNCTIONS
 from ._criteria._attribution import net_view
 from ._criteria._cautions import cautions as find_cautions
 from ._criteria._subgroups import subgroups
+from ._criteria.primary_resected_portal import ignored_procedures
 from ._domain import (
     CAPPING_CAUTIONS,
     CRITERIA,
@@ -68,6 +69,7 @@ def _cautions(record: PatientRecord, rules: RuleSet, as_of: date) -> tuple[tuple
     try:
         view = net_view(record, rules, as_of)
         found = find_cautions(record, rules, as_of, view)
+        view.ignored.extend(ignored_procedures(record, rules, as_of, view))
         # the findings about another tumour are listed in `ignored` (criteria.md §1a, §6)
         for k in record.ki67:
             view.attribute(k.links, k.source.date, requires_link=k.requires_link, reference=k.source.reference)
