@@ -154,6 +154,7 @@ class TextNets(_Strict):
     """(v2) Words of the text safety nets (codes.md): lower case; a phrase is a list of consecutive words."""
 
     metastasis_words: tuple[str, ...] = ()
+    metastasis_word_suffixes: tuple[str, ...] = ()
     metastasis_phrases: tuple[tuple[str, ...], ...] = ()
     other_malignancy_words: tuple[str, ...] = ()
     exclusion_phrases: tuple[tuple[str, ...], ...] = ()

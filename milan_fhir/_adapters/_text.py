@@ -42,9 +42,10 @@ def text_net(nets: TextNets, texts: Iterable[str]) -> Literal["metastasis", "mal
         if any(_has_phrase(tokens, p) for p in nets.exclusion_phrases):
             return None
     for tokens in token_lists:
+        suffixes = nets.metastasis_word_suffixes
         if any(w in nets.metastasis_words for w in tokens) or any(
             _has_phrase(tokens, p) for p in nets.metastasis_phrases
-        ):
+        ) or (suffixes and any(w.endswith(suffixes) for w in tokens)):
             return "metastasis"
     for tokens in token_lists:
         if any(w in nets.other_malignancy_words for w in tokens):
