@@ -587,3 +587,116 @@ def test_patient_is_validated_only_on_the_fields_the_rules_read(m):
     records = build_records([odd_gender, bad_birth], m, problems)
     assert list(records) == ["Patient/p1"]
     assert [(p.resource, p.field) for p in problems] == [("Patient/p2", "birthDate")]
+
+
+# ------------------------------------------------------------------------------------------------- v2
+def coded(concept, **extra):
+    """A Condition whose whole ``code`` is given (cond() builds a one-coding code)."""
+    r = cond(ICD, "X", **extra)
+    r["code"] = concept
+    return r
+
+
+@pytest.mark.parametrize("text, percent, comparator", [
+    ("8%", 8.0, None), (" 8 % ", 8.0, None), ("8,5%", 8.5, None), ("<2%", 2.0, "<"), ("≤ 2 %", 2.0, "<="),
+    (">= 20%", 20.0, ">="), ("≥20%", 20.0, ">="), ("> 20 %", 20.0, ">"),
+])
+def test_v2_ki67_string_grammar_accepts(m, text, percent, comparator):
+    [k] = record_of([ki67(valueString=text)], m).ki67
+    assert (k.percent, k.comparator) == (percent, comparator)
+
+
+@pytest.mark.parametrize("text", ["8-15%", "Ki-67 15% (hot spot)", "=<2%", ".5%", "8", "ca. 5%", "5%%", "",
+                                  "1" * 201 + "%", "<" + " " * 500 + "5%"])
+def test_v2_ki67_string_grammar_rejects(m, text):
+    problems: list = []
+    records = build_records([ki67(valueString=text)], m, problems)
+    if text == "":  # an empty string fails R4B validation: reported, and it still caps low_grade
+        assert problems and records["Patient/p1"].unusable[0].concept == "ki67"
+        return
+    rec = records["Patient/p1"]
+    assert rec.ki67 == [] and [u.concept for u in rec.unusable] == ["ki67"]
+
+
+def test_v2_links_focus_and_related_condition(m):
+    related = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-related-condition"
+    o = ki67(valueString="5%", focus=[{"reference": "Condition/a"}, {"reference": "Specimen/s"}],
+             extension=[{"url": related, "valueReference": {"reference": "Condition/b"}}])
+    [k] = record_of([o], m).ki67
+    assert k.links == ("Condition/a", "Condition/b")
+
+
+def test_v2_text_nets_and_exclusions(m):
+    local = "http://example.org/local"
+    mets = record_of([coded({"text": "Metastatic carcinoid, bone"})], m).metastases
+    assert [(x.location, x.text_only) for x in mets] == [("unspecified", True)]
+    for text in ("History of metastatic disease", "Family history of cancer", "Malignant hypertension",
+                 "Benign metastasizing leiomyoma", "Screening for malignant neoplasm"):
+        assert build_records([coded({"text": text})], m, []) == {}, text
+    assert build_records([coded({"coding": [{"system": ICD, "code": "Z80.0",
+                                                                 "display": "Family history of malignant neoplasm"}]})],
+                         m, []) == {}
+    [mal] = record_of([coded({"text": "Diffuse large B-cell lymphoma"})], m).malignancies
+    assert mal.kind == "text"
+
+
+def test_v2_condition_suspected_abatement_certainty(m):
+    ver = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+    [x] = record_of([cond(ICD, "C79.51", verificationStatus=cc(ver, "differential"),
+                          abatementDateTime="2026-03-01")], m).metastases
+    assert x.suspected and x.verification == "differential" and x.abatement == dt.date(2026, 3, 1)
+    gm = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
+    url = "http://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit"
+    code = {"coding": [{"system": gm, "code": "C78.7", "extension": [{"url": url, "valueCoding": {"code": "Z"}}]}]}
+    [z] = record_of([coded(code)], m).metastases
+    assert not z.active
+    code["coding"][0]["extension"][0]["valueCoding"]["code"] = "A"
+    rec = build_records([coded(code)], m, [])["Patient/p1"]
+    assert rec.metastases == [] and "Diagnosesicherheit" in rec.ignored[0].reason
+
+
+def test_v2_metastasis_sites_several_codings_and_body_site(m):
+    two = {"coding": [{"system": ICD, "code": "C78.7"}, {"system": ICD, "code": "C79.51"}]}
+    [x] = record_of([coded(two)], m).metastases
+    assert x.location == "unspecified"  # liver and bone conflict: unknown site, caps
+    nos_liver = {"coding": [{"system": ICD, "code": "C7B.00"}, {"system": ICD, "code": "C7B.02"}]}
+    [y] = record_of([coded(nos_liver)], m).metastases
+    assert y.location == "liver"  # the most specific site wins
+    [n] = record_of([cond(SNOMED, "128462008", bodySite=[cc(SNOMED, "59441001")])], m).metastases
+    assert n.location == "review"
+    [t] = record_of([cond(SNOMED, "128462008", bodySite=[cc(ICDO3, "C22.0")])], m).metastases
+    assert t.location == "liver"  # ICD-O-3 topography in bodySite
+
+
+def test_v2_primary_code_and_body_site(m):
+    [p] = record_of([cond(ICD, "C7A.019", bodySite=[cc(SNOMED, "34516001")])], m).primaries
+    assert p.site == "ileum"  # a bodySite refines a NOS code
+    [q] = record_of([cond(ICD, "C7A.012", bodySite=[cc(SNOMED, "69695003")])], m).primaries
+    assert q.site == "site_conflict" and q.drainage == "review"
+    [r] = record_of([cond(ICD, "C80.1", bodySite=[cc(SNOMED, "15776009")])], m).primaries
+    assert r.site == "pancreas"
+    [s] = record_of([cond(ICD, "C7A.098", bodySite=[cc(SNOMED, "10200004")])], m).primaries
+    assert s.site == "liver" and s.drainage == "review"
+
+
+def test_v2_procedure_reasons(m):
+    pr = proc(CPT, "44140", reasonCode=[cc(ICD, "K57.32"), cc(ICD, "C7A.012")],
+              reasonReference=[{"reference": "urn:uuid:nowhere"}, {"reference": "Condition/c"}])
+    [f] = record_of([pr], m).procedures
+    assert f.other_reason_codes == ("icd-10-cm K57.32",)
+    assert f.reason_references == ("unresolved:urn:uuid:nowhere", "Condition/c")
+
+
+def test_v2_deceased_and_transplant_status(m):
+    rec = record_of([{"resourceType": "Patient", "id": "p1", "deceasedDateTime": "2025-05-01T10:00:00Z"}], m)
+    assert rec.demographics.deceased_date == dt.date(2025, 5, 1)
+    [t] = record_of([cond(ICD, "Z94.4")], m).transplant_status
+    assert "Z94.4" in t.label
+
+
+def test_v2_prefilter_passes_conditions_patterns_and_ki67_names(m):
+    pf = RawPrefilter(m)
+    assert pf.wants(b'{"resourceType":"Condition","id":"x","code":{"text":"Knochenmetastasen"}}')
+    assert pf.wants(b'{"resourceType":"Procedure","id":"x","code":{"coding":[{"code":"5-504.0"}]}}')
+    assert pf.wants(b'{"resourceType":"Observation","id":"x","code":{"text":"Ki67 index"}}')
+    assert not pf.wants(b'{"resourceType":"Observation","id":"x","code":{"coding":[{"code":"8310-5"}]}}')

@@ -82,7 +82,8 @@ def eligible_record(**over):
         disease_status=[status("stable", "2025-03-01"), status("stable", "2025-12-01")],
         staging=[staging(False, "2025-12-01")],
         ignored=[Ignored(reference="Observation/gone", reason="status preliminary")],
-        unusable=[unusable("Observation/odd", "ki67")],
+        # v2: an unusable Ki-67 would cap low_grade; a count that cannot be read caps nothing
+        unusable=[unusable("Observation/odd", "liver_metastasis_count")],
         inputs={"Patient/p1": "1", "Observation/x": None},
     )
     facts.update(over)

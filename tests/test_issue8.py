@@ -19,6 +19,7 @@ from milan_fhir._adapters import adapt_resource, build_records, settle_pending
 from milan_fhir._domain import PatientRecord, Status, Verdict
 from milan_fhir._evaluate import evaluate_record
 from milan_fhir._mappings import default_mappings
+from milan_fhir.errors import ResourceError
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -96,7 +97,7 @@ def eligible():
 def evaluate(resources, rule_set="milan-net"):
     problems = []
     records = build_records(copy.deepcopy(resources), M, problems)
-    assert not problems, problems
+    assert all(p.resource in ("Observation/bad", "Condition/bad") for p in problems), problems
     return evaluate_record(records["Patient/p1"], M.rule_set(rule_set), AS_OF, M.version)
 
 
@@ -105,7 +106,10 @@ def evaluate_streamed(resources, rule_set="milan-net"):
     record = PatientRecord(patient="Patient/p1")
     pending = []
     for r in copy.deepcopy(resources):
-        a = adapt_resource(r, M)
+        try:
+            a = adapt_resource(r, M)
+        except ResourceError as exc:  # reported by the caller; an invalid resource of a criterion's kind caps
+            a = getattr(exc, "adapted", None)
         if a is None:
             continue
         a.apply(record)
@@ -181,6 +185,9 @@ ADVERSE = {
     "Ki-67 under unmapped code": lambda: eligible() + [{**obs("k2", "http://example.org/lab", "KI67X",
                                                               valueString="4%"), "code": {"text": "Ki67 index"}}],
     "hostile Ki-67 text": lambda: eligible() + [obs("k2", LOINC, "29593-1", valueString="1" * 5000 + "%")],
+    "invalid Ki-67 (empty valueString fails validation)": lambda: eligible() + [
+        obs("bad", LOINC, "29593-1", valueString="")],
+    "invalid metastasis Condition": lambda: eligible() + [cond("bad", ICD, "C79.51", onsetDateTime="not a date")],
     "Ki-67 valueInteger": lambda: eligible() + [obs("k2", LOINC, "29593-1", valueInteger=4)],
     "grade G1-G2 text": lambda: [r for r in eligible() if r["id"] != "k"] + [
         obs("g", LOINC, "21858-6", valueString="G1-G2")],
