@@ -300,7 +300,7 @@ class Mappings:
         except KeyError:
             pass
         hit = self._match_slow(concept, system, code)
-        if len(self._match_cache) < 200_000:
+        if len(self._match_cache) < 50_000:  # bounded: a cohort sees many distinct codes
             self._match_cache[key] = hit
         return hit
 

@@ -44,6 +44,7 @@ class RawPrefilter:
         # (v2) pattern entries (C00-C76, Z85, OPS 5-504, CPT ranges) and the Ki-67 text net (criteria.md §1d)
         self._patterns = [e for section in PREFILTER_SECTIONS for e in mappings.patterns_of(section)]
         self._ki67_names = tuple(n.encode("utf-8") for n in mappings.text_nets.ki67_names)
+        self._condition_stems = _text_stems(mappings)
 
     def wants(self, line: bytes) -> bool:
         rtype = _leading_type(line)
@@ -52,14 +53,16 @@ class RawPrefilter:
                 return True
             if not any(t in line for t in _TYPES):
                 return False
-        elif rtype in (b"Patient", b"Condition"):
-            # (v2) every Condition may be a malignancy (codes.md: an active Condition coded as a malignant
-            # neoplasm is always recognised, and the text safety nets read its text)
+        elif rtype == b"Patient":
             return True
         elif rtype not in _TYPE_NAMES:
             return False
-        if rtype is None and b'"Condition"' in line:
-            return True
+        if rtype == b"Condition" or (rtype is None and b'"Condition"' in line):
+            # (v2) the text safety nets read a Condition's text: pass any line naming one of their words
+            # (by the word's longest ASCII run, so JSON \u escapes and case do not hide it)
+            low = line.lower()
+            if any(stem in low for stem in self._condition_stems):
+                return True
         if self._ki67_names and (rtype is None or rtype == b"Observation"):
             low = line.lower()
             if any(n in low for n in self._ki67_names):
@@ -83,6 +86,18 @@ class RawPrefilter:
             return False
         text = value.decode("utf-8", "replace").strip().upper().rstrip("+*!†")
         return any(p.covers(text) for p in self._patterns)
+
+
+def _text_stems(mappings: Mappings) -> tuple[bytes, ...]:
+    nets = mappings.text_nets
+    words = [*nets.metastasis_words, *nets.metastasis_word_suffixes, *nets.other_malignancy_words,
+             *(w for phrase in nets.metastasis_phrases for w in phrase)]
+    stems = set()
+    for w in words:
+        runs = [r for r in re.split(r"[^a-z]+", w.lower()) if r]
+        if runs:
+            stems.add(max(runs, key=len).encode("ascii"))
+    return tuple(sorted(stems))
 
 
 def _leading_type(line: bytes) -> bytes | None:
