@@ -136,3 +136,13 @@ def test_attribution_links_and_lead():
     assert _view(primaries=[ileal]).attribute((), None).kind == "net"  # no other malignancy at all
     active = malignancy(ref="Condition/o", when="2024-01-01")
     assert _view(primaries=[ileal], malignancies=[active]).attribute((), D("2025-01-01")).kind == "ambiguous"
+
+
+def test_site_code_with_a_linked_non_net_morphology_is_another_cancer():
+    ileal = primary("ileum", ref="Condition/p")
+    site_code = malignancy(kind="site_code", site="ileum", ref="Condition/c")
+    adeno = MorphologyObservationFact(net=False, label="8140/3", links=("Condition/c",),
+                                      source=Source(reference="Observation/m", date=D("2024-01-01")))
+    assert _view(primaries=[ileal], malignancies=[site_code]).others == []  # the NET recorded again
+    v = _view(primaries=[ileal], malignancies=[site_code], morphology_observations=[adeno])
+    assert [o.source.reference for o in v.others] == ["Condition/c"]

@@ -163,9 +163,14 @@ def net_view(record: PatientRecord, rules: RuleSet, as_of: date) -> NetView:
     view.known_refs |= {t.source.reference for t in record.transplant_status}
 
     # 1. a site-coded or generic cancer Condition named by a NET-morphology Observation is a primary NET (codes.md)
-    morph_obs = [o for o in record.morphology_observations if counts_existence(o.source, as_of) and o.net]
+    all_morph = [o for o in record.morphology_observations if counts_existence(o.source, as_of)]
+    morph_obs = [o for o in all_morph if o.net]
+    non_net_named = {ref for o in all_morph if not o.net for ref in o.links}
     remaining: list[MalignancyFact] = []
     for m in malign:
+        if m.source.reference in non_net_named and not m.has_morphology:
+            # a linked non-NET malignant morphology: certainly another cancer, never "the NET recorded again"
+            m = m.model_copy(update={"has_morphology": True})
         named = [o for o in morph_obs if m.source.reference in o.links]
         if named and not m.has_morphology and m.kind in ("site_code", "generic"):
             o = max(named, key=lambda o: o.carcinoma)
