@@ -2,7 +2,7 @@
 
     >>> import milan_fhir
     >>> for ev in milan_fhir.evaluate("patients.ndjson", as_of="2026-01-15"):
-    ...     print(ev.patient, ev.verdict)
+    ...     print(ev.patient, ev.verdict, [c.code for c in ev.cautions])
 
 Everything public is listed in ``__all__``; modules starting with ``_`` are private.
 """
@@ -18,10 +18,11 @@ from ._api import (
     to_provenance,
     to_risk_assessment,
 )
-from ._domain import CriterionResult, Evaluation, PatientRecord, RuleSet, Status, Verdict
+from ._domain import Caution, CriterionResult, Evaluation, PatientRecord, RuleSet, Status, Verdict
 from ._mappings import Mappings, default_mappings, load_mappings
 from ._adapters._located import InputProblem
 from ._client import FhirClient, evaluate_patient, write_back
+from ._client._smart import SmartBackendAuth
 from ._cohort import run_cohort
 
 
@@ -48,6 +49,7 @@ __all__ = [
     "structure_definitions",
     "Evaluation",
     "CriterionResult",
+    "Caution",
     "Status",
     "Verdict",
     "PatientRecord",
@@ -59,4 +61,5 @@ __all__ = [
     "run_cohort",
     "evaluate_patient",
     "write_back",
+    "SmartBackendAuth",
 ]

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ._domain import Evaluation
-from ._mappings import Mappings, default_mappings, load_mappings
+from ._mappings import Mappings, default_mappings
+from ._runtime import as_date as _as_date
+from ._runtime import resolve_mappings, software_version
 from ._writers import fhir as _fhir
 from ._writers import json_lines as _json_lines
 
 _log = logging.getLogger("milan_fhir")
 from ._writers import table as _table
-from .errors import InputError
 
 __all__ = [
     "evaluate",
@@ -38,44 +39,6 @@ __all__ = [
 ]
 
 Source = str | os.PathLike[str] | dict[str, Any] | Iterable[dict[str, Any]]
-
-
-def software_version() -> str:
-    """The installed version of milan-fhir (``0.0.0+local`` when run from a checkout without metadata)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("milan-fhir")
-    except PackageNotFoundError:
-        return "0.0.0+local"
-
-
-def resolve_mappings(mappings: Mappings | str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None) -> Mappings:
-    """A :class:`Mappings` as given; a path (or several) of layered files on top of the defaults; or the defaults."""
-    if mappings is None:
-        return default_mappings()
-    if isinstance(mappings, Mappings):
-        return mappings
-    if isinstance(mappings, (str, os.PathLike)):
-        return load_mappings(mappings)
-    return load_mappings(*mappings)
-
-
-def _today_utc() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
-
-
-def _as_date(as_of: dt.date | str | None) -> dt.date:
-    if as_of is None:
-        return _today_utc()
-    if isinstance(as_of, dt.datetime):
-        return as_of.astimezone(dt.timezone.utc).date() if as_of.tzinfo else as_of.date()
-    if isinstance(as_of, dt.date):
-        return as_of
-    try:
-        return dt.date.fromisoformat(str(as_of))
-    except ValueError:
-        raise InputError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def _items(source: Source, problems: list[Any]) -> Iterable[Any]:

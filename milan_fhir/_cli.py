@@ -237,9 +237,24 @@ def _add_server_commands(subparsers: Any) -> None:
 COMMANDS.append(_add_server_commands)
 
 
+def _add_serve_and_smart(subparsers: Any) -> None:
+    """``serve`` (the CDS Hooks service, milan_fhir/_service/_cli.py) and the SMART Backend Services options of
+    the server commands (milan_fhir/_client/_smart.py)."""
+    from ._client._smart import add_smart_options
+    from ._service._cli import add_parser
+
+    for name in ("evaluate", "cohort", "upload"):
+        if name in subparsers.choices:
+            add_smart_options(subparsers.choices[name])
+    add_parser(subparsers)
+
+
+COMMANDS.append(_add_serve_and_smart)
+
+
 # ------------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    from ._api import software_version
+    from ._runtime import software_version
 
     parser = _Parser(
         prog=PROG,

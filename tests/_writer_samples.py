@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 from milan_fhir._criteria._subgroups import subgroups
+from milan_fhir._evaluate import verdict as decide
 from milan_fhir._domain import (
     CRITERIA,
+    Caution,
     CriterionResult,
     Evaluation,
     GradeFact,
@@ -27,6 +29,36 @@ from milan_fhir._domain import (
 
 AS_OF = dt.date(2026, 1, 15)
 
+#: one hand-made caution of each code (criteria.md §1c), with its evidence
+CAUTIONS: dict[str, Caution] = {
+    "deceased": Caution(
+        code="deceased", reason="Patient deceased on 2025-12-01 (Patient/p1).",
+        evidence=(Source(reference="Patient/p1", version="1", value="deceased 2025-12-01"),),
+    ),
+    "prior-liver-transplant": Caution(
+        code="prior-liver-transplant",
+        reason="Liver transplantation (CPT 47135) on 2019-04-02 (Procedure/lt1).",
+        evidence=(Source(reference="Procedure/lt1", version="2", value="liver transplantation",
+                         date=dt.date(2019, 4, 2)),),
+    ),
+    "no-liver-metastasis-record": Caution(
+        code="no-liver-metastasis-record",
+        reason="No active liver metastasis Condition and no liver burden above 0 % within 6 months.",
+    ),
+    "other-malignancy": Caution(
+        code="other-malignancy",
+        reason="Active other malignancy: prostate adenocarcinoma (Condition/pc1, 2024-06-01).",
+        evidence=(Source(reference="Condition/pc1", version="1", value="prostate adenocarcinoma",
+                         date=dt.date(2024, 6, 1)),),
+    ),
+    "prior-malignancy": Caution(
+        code="prior-malignancy",
+        reason="Prior malignancy: breast carcinoma (Condition/bc1, 2012-03-01), resolved.",
+        evidence=(Source(reference="Condition/bc1", version="1", value="breast carcinoma, resolved",
+                         date=dt.date(2012, 3, 1)),),
+    ),
+}
+
 
 def src(ref: str, version: str | None = "1", value: str | None = None, date: dt.date | None = None) -> Source:
     return Source(reference=ref, version=version, value=value, date=date)
@@ -46,6 +78,7 @@ def evaluation(
     record: PatientRecord | None = None,
     inputs: dict[str, str | None] | None = None,
     as_of: dt.date = AS_OF,
+    cautions: tuple[Caution, ...] | list[Caution] = (),
 ) -> Evaluation:
     statuses = statuses or {}
     ki = src("Observation/k1", "3", "Ki-67 2 %", dt.date(2025, 3, 1))
@@ -71,14 +104,7 @@ def evaluation(
             missing=("a recent measurement",) if status == Status.INDETERMINATE else (),
         )
     if verdict is None:
-        values = [c.status for c in criteria.values()]
-        verdict = (
-            Verdict.INELIGIBLE
-            if Status.NOT_MET in values
-            else Verdict.ELIGIBLE
-            if all(v == Status.MET for v in values)
-            else Verdict.INDETERMINATE
-        )
+        verdict = decide(criteria, cautions)
     if inputs is None:
         inputs = {
             patient: "1",
@@ -101,6 +127,7 @@ def evaluation(
         ignored=(Ignored(reference="Observation/old", reason="status preliminary"),),
         unusable=(Unusable(reference="Observation/k9", concept="ki67", field="valueString", reason="no % sign"),),
         inputs=inputs,
+        cautions=tuple(cautions),
         subgroups=subgroups(record, as_of),
         record=record,
     )

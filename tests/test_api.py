@@ -23,9 +23,9 @@ def _resources() -> list[dict]:
 def test_all_is_explicit_and_importable():
     expected = {
         "__version__", "evaluate", "load_mappings", "default_mappings", "to_json", "to_risk_assessment",
-        "to_provenance", "render_table", "structure_definitions", "Evaluation", "CriterionResult", "Status",
+        "to_provenance", "render_table", "structure_definitions", "Evaluation", "CriterionResult", "Caution", "Status",
         "Verdict", "PatientRecord", "RuleSet", "Mappings", "InputProblem", "errors",
-        "FhirClient", "evaluate_patient", "write_back", "run_cohort",
+        "FhirClient", "evaluate_patient", "write_back", "run_cohort", "SmartBackendAuth",
     }
     assert set(milan_fhir.__all__) == expected
     for name in milan_fhir.__all__:
@@ -96,7 +96,23 @@ def test_writers_through_the_api():
     prov = milan_fhir.to_provenance(ev, f"RiskAssessment/{ra['id']}/_history/1")
     assert prov["agent"][0]["who"]["display"] == f"milan-fhir {milan_fhir.__version__}"
     assert ev.patient in milan_fhir.render_table([ev], width=100, colour=False)
-    assert len(milan_fhir.structure_definitions()) == 3
+    assert len(milan_fhir.structure_definitions()) == 4  # criterion-result, caution, input-fingerprint, profile
+
+
+def test_cautions_are_typed_in_the_public_api():
+    ev = milan_fhir.evaluate(FIXTURE, as_of=AS_OF)[0]
+    assert isinstance(ev.cautions, tuple)
+    assert all(isinstance(c, milan_fhir.Caution) for c in ev.cautions)
+    c = milan_fhir.Caution(code="prior-malignancy", reason="Prior breast carcinoma (Condition/b1).")
+    with_caution = ev.model_copy(update={"cautions": (c,)})
+    assert milan_fhir.to_json(with_caution)["cautions"] == [
+        {"code": "prior-malignancy", "reason": "Prior breast carcinoma (Condition/b1).", "evidence": [],
+         "evidence_detail": []}
+    ]
+    from milan_fhir._domain import CAUTION_CODES
+
+    assert [x["code"] for x in milan_fhir.to_json(ev)["cautions"]] == [x.code for x in ev.cautions]
+    assert all(x.code in CAUTION_CODES for x in ev.cautions)
 
 
 def test_skipped_resources_are_logged_when_no_problem_list_is_given(caplog):

@@ -104,6 +104,8 @@ def test_report_renders_flow_and_bars_in_chromium(tmp_path):
     t = summary["tally"]
     # the flow: one bar for the cohort, and a lost (red) segment for every criterion that lost patients
     assert len(re.findall(r'class="bar flow-lost"', flow.group(0))) == sum(1 for s in t["flow"] if s["lost"])
+    assert len(re.findall(r'class="bar flow-excluded"', flow.group(0))) == sum(
+        1 for s in t.get("caution_flow", []) if s["lost"])
     assert 'class="bar flow-eligible"' in flow.group(0) or t["verdicts"]["eligible"] == 0
     # the per-criterion stacked bars: one segment per non-zero (criterion, status)
     segments = re.findall(r'class="bar status-(met|not_met|indeterminate)"', bars.group(0))
@@ -117,3 +119,94 @@ def test_report_renders_flow_and_bars_in_chromium(tmp_path):
     # the chart colours are really painted: blue flow, red losses, green met, amber indeterminate
     for key in ("flow", "not_met", "met", "indeterminate"):
         assert _count_colour(rows, bpp, COLOURS[key]) > 50, f"no {key} colour ({COLOURS[key]}) on the screenshot"
+
+
+# ------------------------------------------------------------------------------------ cautions in the flow (v2)
+from milan_fhir._cohort import Tally, render_html, render_text  # noqa: E402
+from milan_fhir._cohort._report import criterion_labels  # noqa: E402
+from milan_fhir._domain import CRITERIA, Status  # noqa: E402
+from milan_fhir._mappings import default_mappings  # noqa: E402
+
+from _writer_samples import CAUTIONS, evaluation  # noqa: E402
+
+MET = dict.fromkeys(CRITERIA, "met")
+
+
+def _caution_rows():
+    return [
+        ("eligible", MET, []),
+        ("ineligible", {**MET, "age": "not_met"}, ["deceased"]),  # leaves as deceased, not at age
+        ("ineligible", MET, ["prior-liver-transplant", "prior-malignancy"]),
+        ("indeterminate", MET, ["other-malignancy", "prior-malignancy"]),  # stays in, cannot be eligible
+        ("eligible", MET, ["prior-malignancy"]),  # counted, not removed
+        ("ineligible", {**MET, "liver_burden": "not_met"}, ["no-liver-metastasis-record"]),
+    ]
+
+
+def test_flow_removes_deceased_and_transplanted_first_and_counts_capping_cautions():
+    t = Tally.of(_caution_rows())
+    steps = {st["step"]: st for st in t.caution_flow()}
+    assert [st["step"] for st in t.caution_flow()] == ["excluding", "capping", "informational"]
+    assert steps["excluding"] == {"step": "excluding", "entering": 6, "lost": 2, "remaining": 4, "flagged": 0,
+                                  "cautions": {"deceased": 1, "prior-liver-transplant": 1}}
+    assert steps["capping"]["lost"] == 0 and steps["capping"]["remaining"] == 4
+    assert steps["capping"]["flagged"] == 2
+    assert steps["capping"]["cautions"] == {"no-liver-metastasis-record": 1, "other-malignancy": 1}
+    # prior-malignancy: counted among the patients still in the flow, nobody removed
+    assert steps["informational"] == {"step": "informational", "entering": 4, "lost": 0, "remaining": 4,
+                                      "flagged": 2, "cautions": {"prior-malignancy": 2}}
+    flow = {st["criterion"]: st for st in t.flow()}
+    assert flow["age"]["entering"] == 4 and flow["age"]["lost"] == 0  # the deceased patient left before age
+    assert flow["liver_burden"]["lost"] == 1
+    assert t.flow()[-1]["remaining"] == t.verdicts["eligible"] + t.verdicts["indeterminate"] == 3
+    # every patient once per code over the whole cohort, whatever the flow
+    assert t.cautions == {"deceased": 1, "prior-liver-transplant": 1, "no-liver-metastasis-record": 1,
+                          "other-malignancy": 1, "prior-malignancy": 3}
+    assert t.criteria["age"]["not_met"] == 1  # the per-criterion counts still see the deceased patient
+    rows = _caution_rows()
+    merged = Tally.of(rows[:3])
+    merged.merge(Tally.of(rows[3:]))
+    assert merged.as_dict() == t.as_dict()
+
+
+def test_add_evaluation_reads_verdict_statuses_and_cautions():
+    t = Tally()
+    t.add_evaluation(evaluation(cautions=[CAUTIONS["deceased"]]))
+    t.add_evaluation(evaluation(statuses={"age": Status.NOT_MET}))
+    t.add_evaluation(evaluation(cautions=[CAUTIONS["prior-malignancy"]]))
+    assert t.verdicts == {"eligible": 1, "ineligible": 2, "indeterminate": 0}
+    assert t.caution_flow()[0]["lost"] == 1 and t.flow()[0]["entering"] == 2 and t.flow()[0]["lost"] == 1
+    assert t.cautions["prior-malignancy"] == 1
+
+
+def _summary(t: Tally) -> dict:
+    return {
+        "as_of": "2026-01-15", "rule_set": "milan-net", "rule_set_version": "1.0.0", "mapping_version": "m@1",
+        "lines": 60, "files": ["a.ndjson"], "resources_kept": 50, "errors": 0, "patients_seen": 6,
+        "cohort_definition": "NET", "criterion_labels": criterion_labels(default_mappings().rule_set()),
+        "tally": t.as_dict(),
+    }
+
+
+def test_text_summary_shows_the_caution_steps_before_the_criteria():
+    out = render_text(_summary(Tally.of(_caution_rows())))
+    lines = out.splitlines()
+    excluded = next(i for i, line in enumerate(lines) if "deceased or prior liver transplant" in line)
+    capped = next(i for i, line in enumerate(lines) if "capping caution (stay in" in line)
+    age = next(i for i, line in enumerate(lines) if "age at most 60 years" in line)
+    assert excluded < capped < age
+    assert lines[excluded].split()[0] == "-2" and "deceased 1, prior liver transplant 1" in lines[excluded]
+    assert lines[capped].split()[0] == "!2"
+    assert "Cautions over the whole cohort: deceased 1" in out and "prior malignancy 3" in out
+
+
+def test_html_report_has_caution_steps_and_the_cautions_table():
+    html = render_html(_summary(Tally.of(_caution_rows())))
+    flow = re.search(r'<svg id="flow-chart".*?</svg>', html, re.S).group(0)
+    assert len(re.findall(r'class="bar flow-excluded"', flow)) == 1  # only the excluding step removes patients
+    assert len(re.findall(r'class="bar flow-capped"', flow)) == 2  # capping and informational flag, stay in
+    assert html.count('<tr class="caution-step">') == 3
+    table = re.search(r'<table id="cautions-table">.*?</table>', html, re.S).group(0)
+    assert table.count("<tr>") == 1 + 5  # header + one row per caution code
+    assert "<td>Prior malignancy</td><td>3</td>" in table
+    assert "<script" not in html

@@ -52,7 +52,7 @@ def test_wheel_installs_and_runs_from_elsewhere(tmp_path):
     info = json.loads(probe.stdout)
     assert Path(info["file"]).resolve().is_relative_to(venv.resolve()), info["file"]  # not the checkout
     assert info["version"] != "0.0.0+local"
-    assert len(info["sds"]) == 3
+    assert len(info["sds"]) == 4  # criterion-result, caution, input-fingerprint, milan-risk-assessment
     assert info["mapping_files"] and all("_default_mappings" in f for f in info["mapping_files"])
     assert all(Path(f).resolve().is_relative_to(venv.resolve()) for f in info["mapping_files"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from milan_fhir._domain import Status
 from milan_fhir._writers import table
 
-from _writer_samples import evaluation
+from _writer_samples import CAUTIONS, evaluation
 
 
 def _ev():
@@ -48,3 +48,35 @@ def test_no_colour_env(monkeypatch):
 
 def test_empty_input():
     assert "No patients" in table.render([], width=80, colour=False)
+
+
+def test_cautions_block_above_the_criteria():
+    ev = evaluation(cautions=[CAUTIONS["prior-malignancy"], CAUTIONS["deceased"]])
+    out = table.render([ev], width=140, colour=False, unicode=False)
+    lines = out.splitlines()
+    assert lines[0].startswith("Patient/p1  INELIGIBLE")
+    head = next(i for i, line in enumerate(lines) if line.startswith("Cautions (2)"))
+    deceased = next(i for i, line in enumerate(lines) if line.startswith("Deceased"))
+    prior = next(i for i, line in enumerate(lines) if line.startswith("Prior malignancy"))
+    first_criterion = next(i for i, line in enumerate(lines) if line.startswith("Age"))
+    assert head < deceased < prior < first_criterion  # in the order of CAUTION_CODES, before the criteria
+    assert "! excludes" in lines[deceased] and "Patient deceased on 2025-12-01" in lines[deceased]
+    assert "verdict ineligible" in out
+    assert "! informs" in lines[prior] and "verdict unchanged" in out
+    assert "No cautions" not in out
+
+
+def test_capping_caution_shown_and_no_caution_note():
+    out = table.render([evaluation(cautions=[CAUTIONS["other-malignancy"]])], width=120, colour=True, unicode=True)
+    assert "Other active malignancy" in out and "! caps" in out and "\x1b[33m! caps" in out
+    assert "INDETERMINATE" in out
+    plain = table.render([evaluation()], width=120, colour=False)
+    assert "No cautions" in plain and "Cautions (" not in plain
+
+
+def test_cautions_wrap_to_width():
+    ev = evaluation(cautions=list(CAUTIONS.values()))
+    for width in (45, 60, 100):
+        out = table.render([ev], width=width, colour=False)
+        assert max(len(line) for line in out.splitlines()) <= width
+        assert "prostate" in out and "Liver transplantation" in out

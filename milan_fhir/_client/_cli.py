@@ -81,13 +81,16 @@ def _extend_evaluate(subparsers: Any) -> None:
 def _client(args: argparse.Namespace) -> Any:
     from ._client import FhirClient
 
+    from ._smart import smart_auth_from_args
+
     token = os.environ.get(TOKEN_ENV, "").strip() or None
-    return FhirClient(args.server, token=token, timeout=args.timeout)
+    auth = smart_auth_from_args(args, args.server, write=bool(getattr(args, "write_back", False) or args.command == "upload"))
+    return FhirClient(args.server, token=token, timeout=args.timeout, auth=auth)
 
 
 def _run_server_evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .. import _cli
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
     from ..errors import FhirAuthError, FhirConnectionError, FhirServerError, InputError
     from ._server import evaluate_on_server, select_patients
 

@@ -43,6 +43,7 @@ class FhirClient:
     ``retries``: attempts after the first on connection errors and 429/502/503/504 (``0``: none; the
     environment variable ``MILAN_FHIR_RETRIES`` overrides it). ``verify``: TLS verification (on, or a CA bundle
     path). ``page_cap``: the most pages one search may follow before it stops with an error.
+    ``auth``: a :class:`requests.auth.AuthBase` instead of ``token`` (e.g. :class:`~milan_fhir.SmartBackendAuth`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class FhirClient:
         verify: bool | str = True,
         page_cap: int = DEFAULT_PAGE_CAP,
         backoff: float = 0.5,
+        auth: requests.auth.AuthBase | None = None,
     ) -> None:
         if not base_url or not base_url.startswith(("http://", "https://")):
             raise FhirConnectionError(f"the server address {base_url!r} must start with http:// or https://")
@@ -63,7 +65,7 @@ class FhirClient:
         self.timeout = timeout
         self.retries = retries_from_env(retries)
         self.page_cap = page_cap
-        self._auth = BearerAuth(token) if token else None
+        self._auth = auth if auth is not None else (BearerAuth(token) if token else None)
         # idempotent requests (reads, search batches, version-aware writes) retry more than other writes
         self._safe = make_session(self.retries, idempotent=True, verify=verify, pool=16)
         self._plain = make_session(self.retries, idempotent=False, verify=verify, pool=16)
@@ -161,7 +163,7 @@ class FhirClient:
                     url=self.base_url,
                 ) from None
             log.debug("%s %s -> %s in %.0f ms", method, url, resp.status_code, (time.monotonic() - started) * 1000)
-            if resp.status_code == 401 and self._auth is not None and self._auth.refreshable and not refreshed:
+            if resp.status_code == 401 and getattr(self._auth, "refreshable", False) and not refreshed:
                 log.info("the server refused the token (401): asking for a fresh one")
                 self._auth.refresh()
                 refreshed = True

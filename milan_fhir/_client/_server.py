@@ -28,7 +28,7 @@ class ServerResult:
 
 
 def _settings(as_of: Any, rule_set: str | None, mappings: Any) -> tuple[dt.date, str, Mappings]:
-    from .._api import _as_date, resolve_mappings
+    from .._runtime import as_date as _as_date, resolve_mappings
 
     m = resolve_mappings(mappings)
     rules = m.rule_set(rule_set)
@@ -99,7 +99,7 @@ def write_back(
     Version-aware: a concurrent update is never overwritten unseen (``If-Match``), and concurrent writers never
     create two RiskAssessments. ``tag``: a ``(system, code)`` put in ``meta.tag`` of what is written.
     """
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
 
     return _write_back(client, evaluation, resolve_mappings(mappings), tag=tag)
 
@@ -107,7 +107,7 @@ def write_back(
 def select_patients(client: FhirClient, mappings: Mappings | None = None) -> Iterator[str]:
     """Patient ids with a NET primary or a metastasis Condition (by the mappings' codes), each once, in the order
     found: the pre-selection for evaluating a whole server. Paged, within the client's page cap."""
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
 
     m = resolve_mappings(mappings)
     codes = search_codes(m, ("primary_net", "primary_net_by_morphology", "metastasis"))

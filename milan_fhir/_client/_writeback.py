@@ -105,7 +105,7 @@ def write_back(
     :class:`~milan_fhir.errors.FhirConflictError` when other writers kept winning for ``max_attempts`` tries.
     """
     if software_version is None:
-        from .._api import software_version as _sv
+        from .._runtime import software_version as _sv
 
         software_version = _sv()
     before = client.request_count

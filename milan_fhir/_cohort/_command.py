@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
 
     # settle mappings and rule set before any long work
-    from .._api import resolve_mappings
+    from .._runtime import resolve_mappings
 
     resolve_mappings(args.mappings or None).rule_set(args.rule_set)
 
@@ -102,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
         from .._client import FhirClient
         from ._export import bulk_export
 
-        with FhirClient(args.server, token=token) as client:
+        from .._client._smart import smart_auth_from_args
+
+        smart = smart_auth_from_args(args, args.server, write=bool(args.write_back and not args.write_back_server))
+        if smart is not None and args.write_back and not args.write_back_server:
+            token = smart.access_token  # the write-back workers renew it on a 401
+        with FhirClient(args.server, token=token, auth=smart) as client:
             result = bulk_export(client, args.out / "export", group=args.group, poll_cap=args.poll_cap)
         source = str(args.out / "export")
         if not result.files:

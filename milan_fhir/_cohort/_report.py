@@ -8,33 +8,22 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from .._domain import CRITERIA, RuleSet
+from .._domain import CAUTION_CODES, CRITERIA, RuleSet
+from .._writers._words import CAUTION_STEP_LABELS, CAUTION_STEP_SHORT, STATUS_WORDS, caution_label, criterion_phrases
 
-__all__ = ["criterion_labels", "render_text", "render_html"]
+__all__ = ["criterion_labels", "render_text", "render_html", "CAUTION_STEP_LABELS"]
 
-COLOURS = {"met": "#2e7d32", "indeterminate": "#f2a900", "not_met": "#c62828", "flow": "#1565c0"}
-STATUS_LABELS = {"met": "met", "not_met": "not met", "indeterminate": "indeterminate"}
-
-
-def _fmt_limit(x: float) -> str:
-    return f"{x:g}"
-
+COLOURS = {"met": "#2e7d32", "indeterminate": "#f2a900", "not_met": "#c62828", "flow": "#1565c0",
+           "caution": "#6a1b9a"}
+STATUS_LABELS = STATUS_WORDS
 
 def criterion_labels(rules: RuleSet) -> dict[str, str]:
-    """Short human labels of the criteria with the rule set's numbers."""
-    if rules.low_grade_mode == "ki67":
-        grade = f"low grade (Ki-67 below {_fmt_limit(rules.ki67_limit_percent)} %)"
-    else:
-        grade = "low grade (G1 or G2)"
-    burden_op = "at most" if rules.liver_burden_inclusive else "below"
-    return {
-        "age": f"age at most {rules.age_max_years} years",
-        "low_grade": grade,
-        "liver_burden": f"liver involvement {burden_op} {_fmt_limit(rules.liver_burden_limit_percent)} %",
-        "primary_resected_portal": "primary portal-drained and resected",
-        "stable_disease": f"stable disease at least {rules.stable_months} months",
-        "no_extrahepatic_disease": "no disease outside the liver",
-    }
+    """Short human labels of the criteria with the rule set's numbers (from the writers' word registry)."""
+    return criterion_phrases(rules)
+
+
+def _caution_codes_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{caution_label(c).lower()} {_n(n)}" for c, n in counts.items())
 
 
 def _pct(n: int, d: int) -> str:
@@ -56,10 +45,20 @@ def render_text(s: dict[str, Any]) -> str:
         f"the rules use; {_n(s['errors'])} errors" + (" (see errors.ndjson)" if s["errors"] else ""),
         f"{_n(s['patients_seen'])} patients in the export; {_n(cohort)} in the cohort ({s['cohort_definition']})",
         "",
-        "Flow (a patient leaves at the first criterion not met; indeterminate ones stay in):",
+        "Flow (a patient leaves at the first criterion not met, deceased and transplanted patients before any;",
+        "patients with a capping caution or an indeterminate criterion stay in):",
         f"  {_n(cohort):>9}  enter",
     ]
-    width = max(len(v) for v in labels.values())
+    caution_steps = t.get("caution_flow") or []
+    width = max([len(v) for v in labels.values()] + [len(CAUTION_STEP_LABELS[st["step"]]) for st in caution_steps])
+    for st in caution_steps:
+        detail = _caution_codes_text(st["cautions"])
+        if st["lost"] or st["step"] == "excluding":
+            lines.append(f"  {'-' + _n(st['lost']):>9}  {CAUTION_STEP_LABELS[st['step']]:<{width}}  -> "
+                         f"{_n(st['remaining']):>7} remain  ({detail})")
+        else:
+            lines.append(f"  {'!' + _n(st['flagged']):>9}  {CAUTION_STEP_LABELS[st['step']]:<{width}}  -> "
+                         f"{_n(st['remaining']):>7} remain  ({detail})")
     for step in t["flow"]:
         lines.append(
             f"  {'-' + _n(step['lost']):>9}  {labels[step['criterion']]:<{width}}  -> {_n(step['remaining']):>7} remain"
@@ -68,7 +67,7 @@ def render_text(s: dict[str, Any]) -> str:
     v = t["verdicts"]
     lines += [
         f"  {_n(v['eligible']):>9}  ({_pct(v['eligible'], cohort)}) within Milan: every criterion met",
-        f"  {_n(v['indeterminate']):>9}  ({_pct(v['indeterminate'], cohort)}) possibly within Milan: data missing",
+        f"  {_n(v['indeterminate']):>9}  ({_pct(v['indeterminate'], cohort)}) possibly within Milan: data missing or a capping caution",
         "",
         f"Verdicts: eligible {_n(v['eligible'])} ({_pct(v['eligible'], cohort)}), ineligible "
         f"{_n(v['ineligible'])} ({_pct(v['ineligible'], cohort)}), indeterminate {_n(v['indeterminate'])} "
@@ -81,6 +80,10 @@ def render_text(s: dict[str, Any]) -> str:
         lines.append(
             f"  {labels[c]:<{width}}  {_n(row['met']):>8}  {_n(row['not_met']):>8}  {_n(row['indeterminate']):>13}"
         )
+    cautions = t.get("cautions")
+    if cautions is not None:
+        lines += ["", "Cautions over the whole cohort: " + (
+            _caution_codes_text({c: cautions.get(c, 0) for c in CAUTION_CODES}) or "none")]
     return "\n".join(lines)
 
 
@@ -110,7 +113,8 @@ def _flow_svg(s: dict[str, Any]) -> str:
     cohort = max(t["patients"], 1)
     label_w, bar_w, row_h, top = 250, 430, 30, 10
     steps = t["flow"]
-    rows = len(steps) + 2
+    caution_steps = t.get("caution_flow") or []
+    rows = len(steps) + len(caution_steps) + 2
     height = top + rows * row_h + 20
     out = [
         f'<svg id="flow-chart" xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
@@ -130,6 +134,19 @@ def _flow_svg(s: dict[str, Any]) -> str:
     out.append(f'<text x="0" y="{y + row_h / 2 + 4:.0f}" font-weight="bold">Cohort</text>')
     bar(y, 0, bar_w, COLOURS["flow"], "flow-step", f"{t['patients']} patients enter")
     out.append(f'<text x="{label_w + bar_w + 8}" y="{y + row_h / 2 + 4:.0f}">{_n(t["patients"])}</text>')
+    for st in caution_steps:
+        y += row_h
+        rem_w = bar_w * st["remaining"] / cohort
+        flag_w = bar_w * min(st["flagged"], st["remaining"]) / cohort
+        lost_w = bar_w * st["lost"] / cohort
+        detail = _caution_codes_text(st["cautions"])
+        out.append(f'<text x="0" y="{y + row_h / 2 + 4:.0f}">{_esc(_short_step(st["step"]))}</text>')
+        bar(y, 0, rem_w - flag_w, COLOURS["flow"], "flow-step", f"{st['remaining'] - st['flagged']} remain")
+        bar(y, rem_w - flag_w, flag_w, COLOURS["caution"], "flow-capped",
+            f"{st['flagged']} remain with a caution ({detail})")
+        bar(y, rem_w, lost_w, COLOURS["not_met"], "flow-excluded", f"{st['lost']} leave ({detail})")
+        mark = f' (−{_n(st["lost"])})' if st["lost"] else (f' (!{_n(st["flagged"])})' if st["flagged"] else "")
+        out.append(f'<text x="{label_w + bar_w + 8}" y="{y + row_h / 2 + 4:.0f}">{_n(st["remaining"])}{mark}</text>')
     for step in steps:
         y += row_h
         name = step["criterion"]
@@ -152,7 +169,7 @@ def _flow_svg(s: dict[str, Any]) -> str:
     elig_w = bar_w * v["eligible"] / cohort
     bar(y, 0, elig_w, COLOURS["met"], "flow-eligible", f"{v['eligible']} within Milan: every criterion met")
     bar(y, elig_w, bar_w * v["indeterminate"] / cohort, COLOURS["indeterminate"], "flow-possible",
-        f"{v['indeterminate']} possibly within Milan: data missing")
+        f"{v['indeterminate']} possibly within Milan: data missing or a capping caution")
     out.append(
         f'<text x="{label_w + bar_w + 8}" y="{y + row_h / 2 + 4:.0f}" font-weight="bold">{_n(v["eligible"])} '
         f'({_pct(v["eligible"], t["patients"])})</text>'
@@ -162,6 +179,10 @@ def _flow_svg(s: dict[str, Any]) -> str:
                    f'+ {_n(v["indeterminate"])} possibly</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _short_step(step: str) -> str:
+    return CAUTION_STEP_SHORT.get(step, step)
 
 
 def _criteria_svg(s: dict[str, Any]) -> str:
@@ -205,13 +226,26 @@ def render_html(s: dict[str, Any]) -> str:
     v = t["verdicts"]
     legend = "".join(
         f'<span><i style="background:{COLOURS[k]}"></i>{_esc(lbl)}</span>'
-        for k, lbl in (("flow", "still in the flow, criterion met"), ("indeterminate", "indeterminate"),
-                       ("not_met", "not met"), ("met", "within Milan / met"))
+        for k, lbl in (("flow", "still in the flow, criterion met"), ("caution", "capping caution"),
+                       ("indeterminate", "indeterminate"), ("not_met", "not met / excluded"),
+                       ("met", "within Milan / met"))
     )
-    flow_rows = "".join(
+    caution_rows = "".join(
+        f"<tr class=\"caution-step\"><td>{_esc(CAUTION_STEP_LABELS.get(st['step'], st['step']))}: "
+        f"{_esc(_caution_codes_text(st['cautions']))}</td><td>{_n(st['entering'])}</td><td>{_n(st['lost'])}</td>"
+        f"<td>{_n(st['remaining'])}</td><td>{_n(st['flagged'])} with a caution</td></tr>"
+        for st in t.get("caution_flow") or []
+    )
+    flow_rows = caution_rows + "".join(
         f"<tr><td>{_esc(labels[st['criterion']])}</td><td>{_n(st['entering'])}</td><td>{_n(st['lost'])}</td>"
         f"<td>{_n(st['remaining'])}</td><td>{_n(st['indeterminate'])}</td></tr>"
         for st in t["flow"]
+    )
+    all_cautions = t.get("cautions") or {}
+    cautions_table = "".join(
+        f"<tr><td>{_esc(caution_label(c))}</td><td>{_n(all_cautions.get(c, 0))}</td>"
+        f"<td>{_pct(all_cautions.get(c, 0), cohort)}</td></tr>"
+        for c in CAUTION_CODES
     )
     crit_rows = "".join(
         f"<tr><td>{_esc(labels[c])}</td><td>{_n(t['criteria'][c]['met'])}</td>"
@@ -231,11 +265,14 @@ mappings {_esc(s['mapping_version'])} · milan-fhir {_esc(s.get('software_versio
 <p class="big"><strong>{_n(cohort)}</strong> patients in the cohort ({_esc(s['cohort_definition'])}), of
 {_n(s['patients_seen'])} patients in the export. <strong>{_n(v['eligible'])} ({_pct(v['eligible'], cohort)})</strong>
 within Milan (every criterion met); {_n(v['indeterminate'])} ({_pct(v['indeterminate'], cohort)}) possibly within
-Milan, data missing; {_n(v['ineligible'])} ({_pct(v['ineligible'], cohort)}) outside.</p>
+Milan, data missing or a capping caution; {_n(v['ineligible'])} ({_pct(v['ineligible'], cohort)}) outside.</p>
 
 <h2>Flow of patients through the criteria</h2>
-<p class="note">Criteria in the order below; a patient leaves the flow at the first criterion that is not met.
-Patients for whom a criterion is indeterminate stay in the flow (shown in amber).</p>
+<p class="note">First the prerequisites: deceased patients and those with a prior liver transplant leave the
+flow; patients with a capping caution (no liver metastasis record, another active malignancy) stay in but cannot be
+within Milan (shown in purple); a prior malignancy is counted and changes nothing. Then the criteria in the order
+below; a patient leaves the flow at the first criterion that is not met. Patients for whom a criterion is
+indeterminate stay in the flow (shown in amber).</p>
 <div class="legend">{legend}</div>
 {_flow_svg(s)}
 <table id="flow-table"><thead><tr><th>criterion</th><th>entering</th><th>lost (not met)</th><th>remaining</th>
@@ -246,6 +283,11 @@ Patients for whom a criterion is indeterminate stay in the flow (shown in amber)
 {_criteria_svg(s)}
 <table id="criteria-table"><thead><tr><th>criterion</th><th>met</th><th>indeterminate</th><th>not met</th></tr>
 </thead><tbody>{crit_rows}</tbody></table>
+
+<h2>Cautions over the whole cohort</h2>
+<p class="note">Prerequisites checked before the criteria; a patient may carry several.</p>
+<table id="cautions-table"><thead><tr><th>caution</th><th>patients</th><th>of the cohort</th></tr></thead>
+<tbody>{cautions_table}</tbody></table>
 
 <h2>Input</h2>
 <p>{_n(s['lines'])} lines read from {_n(len(s['files']))} files; {_n(s['resources_kept'])} resources used by the

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
-from .._api import _as_date as as_date
+from .._runtime import as_date
 from .._mappings import Mappings
 from ..errors import InputError
 from ._files import CHUNK_BYTES, find_files, plan_chunks
@@ -372,7 +372,7 @@ def run_cohort(
     for b in range(buckets):
         tally.merge(results[b].tally)
     assert tally.patients == n_results
-    from .._api import software_version
+    from .._runtime import software_version
 
     summary: dict[str, Any] = {
         "software_version": software_version(),

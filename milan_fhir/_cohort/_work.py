@@ -261,7 +261,7 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
         key = patient.encode("utf-8") + b"\t"
         results.append(key + orjson.dumps(json_lines.to_json(ev)) + b"\n")
         ras.append(key + orjson.dumps(fhir.risk_assessment(ev, mappings)) + b"\n")
-        tally.add(str(ev.verdict), {name: str(r.status) for name, r in ev.criteria.items()})
+        tally.add_evaluation(ev)
         if task.keep_evaluations:
             evals.append(ev)
     wd = Path(task.workdir)

@@ -5,9 +5,14 @@ key order a person reads) and checked against the ``fhir.resources.R4B`` model b
 
 Identity: the RiskAssessment's ``identifier`` and ``id`` are deterministic from (patient, rule set), so a server
 holds one current assessment per patient and rule set and its history is the server's version history. The
-``input-fingerprint`` extension records a hash of everything the assessment was computed from (input resources and
-their versions, mappings, rule set, per-criterion results), but not the as-of date: re-running on unchanged inputs
-gives the same fingerprint, and a writer can skip the update.
+``input-fingerprint`` extension records a hash of the inputs (resources and their versions, mappings, rule set) and
+of the result (verdict, statuses, cautions, shown literature subgroups, software version), but not the as-of date:
+re-running with unchanged inputs and an unchanged result gives the same fingerprint whatever the day, and a writer
+skips the update; a result that changed with time (a value gone stale) changes it (criteria.md §5, v2).
+
+Cautions (criteria.md §1c) appear in the narrative and as ``caution`` extensions beside the per-criterion
+``criterion-result`` extensions on ``prediction[0].outcome``. Literature figures appear only for an ``eligible``
+verdict; an informational caution (``prior-malignancy``) is named in their rationale.
 """
 
 from __future__ import annotations
@@ -26,19 +31,25 @@ from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.structuredefinition import StructureDefinition
 from pydantic import ValidationError
 
-from .._domain import (
-    CRITERIA,
-    Evaluation,
-    Source,
-    Verdict,
-)
+from .._domain import Caution, Evaluation, Source, Verdict
 from .._mappings import Mappings, Prediction
-from .table import LABELS
+from .._runtime import software_version
+from ._words import (
+    CAUTION_EFFECTS,
+    STATUS_WORDS,
+    VERDICT_DISPLAY,
+    caution_effect,
+    caution_label,
+    criterion_label,
+    ordered_cautions,
+    ordered_criteria,
+)
 
 __all__ = [
     "CANONICAL",
     "PROFILE_URL",
     "CRITERION_RESULT_URL",
+    "CAUTION_URL",
     "INPUT_FINGERPRINT_URL",
     "RULE_SET_SYSTEM",
     "VERDICT_SYSTEM",
@@ -58,6 +69,7 @@ CANONICAL = "http://milan-fhir.org/fhir"
 _SD = f"{CANONICAL}/StructureDefinition/"
 PROFILE_URL = _SD + "milan-risk-assessment"
 CRITERION_RESULT_URL = _SD + "criterion-result"
+CAUTION_URL = _SD + "caution"
 INPUT_FINGERPRINT_URL = _SD + "input-fingerprint"
 RULE_SET_SYSTEM = f"{CANONICAL}/CodeSystem/milan-rule-set"
 VERDICT_SYSTEM = f"{CANONICAL}/CodeSystem/milan-net"
@@ -65,12 +77,6 @@ IDENTIFIER_SYSTEM = f"{CANONICAL}/NamingSystem/risk-assessment"
 UCUM = "http://unitsofmeasure.org"
 _PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 
-_VERDICT_DISPLAY = {
-    Verdict.ELIGIBLE: "Within the Milan criteria (all criteria met)",
-    Verdict.INELIGIBLE: "Outside the Milan criteria (a criterion not met)",
-    Verdict.INDETERMINATE: "Milan criteria indeterminate (data missing to decide)",
-}
-_STATUS_WORDS = {"met": "met", "not_met": "not met", "indeterminate": "indeterminate"}
 
 
 class FhirBuildError(RuntimeError):
@@ -97,28 +103,42 @@ def _inputs(ev: Evaluation) -> dict[str, str | None]:
     return {}
 
 
-def fingerprint(ev: Evaluation, mappings: Mappings) -> str:
-    """``sha256:<hex>`` over the inputs (reference and version), the mappings, the rule set and the results.
+@lru_cache(maxsize=1)
+def _installed_version() -> str:
+    """The software version the fingerprint records (looked up once per process: one RA per patient)."""
+    return software_version()
 
-    The as-of date is deliberately left out, and masked where a reason quotes it ("Age 53 years on 2026-01-15"):
-    an unchanged patient re-evaluated tomorrow gives the same fingerprint, so a re-run writes nothing (criteria.md
-    §5). A result that changes with time alone (a status, or the age in years) still changes it.
+
+def fingerprint(ev: Evaluation, mappings: Mappings, *, software_version: str | None = None) -> str:
+    """``sha256:<hex>`` over the inputs and the result (criteria.md §5, v2).
+
+    Inputs: every input resource with its version, the mappings (content and version), the rule set and its
+    version. Result: the verdict, every criterion's status, every caution (code and evidence), the literature
+    subgroups shown (eligible only) and the software version. The as-of date is left out, and so are the reason
+    texts (they quote the day, ages, durations): an unchanged patient with an unchanged result re-evaluated any
+    day gives the same fingerprint, so a re-run writes nothing; a result that changed with time (a value gone
+    stale, an age past the limit) changes it.
     """
     h = hashlib.sha256()
 
     def line(*parts: object) -> None:
         h.update(("\x1f".join("" if p is None else str(p) for p in parts) + "\n").encode())
 
-    as_of = ev.as_of.isoformat()
     line("patient", ev.patient)
     for ref, version in sorted(_inputs(ev).items()):
         line("input", ref, version)
     line("mappings", mappings.fingerprint())
     line("mapping_version", ev.mapping_version)
     line("rule_set", ev.rule_set, ev.rule_set_version)
+    line("software", software_version if software_version is not None else _installed_version())
+    line("verdict", str(ev.verdict))
     for name in _criterion_names(ev):
-        res = ev.criteria[name]
-        line("criterion", name, str(res.status), res.reason.replace(as_of, "<as_of>"))
+        line("criterion", name, str(ev.criteria[name].status))
+    for c in ordered_cautions(ev.cautions):
+        line("caution", c.code, *sorted({src.reference for src in c.evidence}))
+    if ev.verdict == Verdict.ELIGIBLE:
+        for key in sorted(ev.subgroups):
+            line("subgroup", key)
     return f"sha256:{h.hexdigest()}"
 
 
@@ -133,7 +153,7 @@ def read_fingerprint(resource: dict[str, Any]) -> str | None:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _criterion_names(ev: Evaluation) -> list[str]:
-    return [n for n in CRITERIA if n in ev.criteria] + sorted(n for n in ev.criteria if n not in CRITERIA)
+    return ordered_criteria(ev.criteria)
 
 
 def _versioned(ref: str, version: str | None) -> str:
@@ -141,10 +161,12 @@ def _versioned(ref: str, version: str | None) -> str:
 
 
 def _evidence_sources(ev: Evaluation) -> list[Source]:
-    """Every evidence source of every criterion, once per reference, in criterion order."""
+    """Every evidence source of every caution and criterion, once per reference, cautions first, in order."""
     seen: dict[str, Source] = {}
-    for name in _criterion_names(ev):
-        for src in ev.criteria[name].evidence:
+    groups = [c.evidence for c in ordered_cautions(ev.cautions)]
+    groups += [ev.criteria[name].evidence for name in _criterion_names(ev)]
+    for evidence in groups:
+        for src in evidence:
             if src.reference not in seen or (src.version and not seen[src.reference].version):
                 seen[src.reference] = src
     return list(seen.values())
@@ -200,11 +222,32 @@ def _criterion_extension(ev: Evaluation, name: str) -> dict[str, Any]:
     return {"url": CRITERION_RESULT_URL, "extension": parts}
 
 
-def _literature(p: Prediction, because: str | None) -> dict[str, Any]:
+def _caution_extension(ev: Evaluation, c: Caution) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [
+        {"url": "code", "valueCode": c.code},
+        {"url": "reason", "valueString": c.reason},
+    ]
+    seen: set[str] = set()
+    for src in c.evidence:
+        if src.reference in seen:
+            continue
+        seen.add(src.reference)
+        parts.append({"url": "evidence", "valueReference": _reference(ev, src)})
+    return {"url": CAUTION_URL, "extension": parts}
+
+
+def _beside(cautions: list[Caution]) -> str:
+    """The informational cautions named beside literature figures (criteria.md §5: prior-malignancy)."""
+    return " ".join(f"Caution {c.code}: {c.reason}" for c in cautions)
+
+
+def _literature(p: Prediction, because: str | None, beside: str = "") -> dict[str, Any]:
     years = {"value": p.years, "unit": "a", "system": UCUM, "code": "a"}
     rationale = f"{p.study.citation}; cohort: {p.study.cohort} (n={p.study.n})."
     if because:
         rationale += f" Applies because the data shows {because}."
+    if beside:
+        rationale += f" {beside} The cited cohorts may not reflect this history; weigh the cancer-free interval."
     return {
         "outcome": {"text": p.outcome},
         "probabilityDecimal": p.percent,
@@ -213,34 +256,73 @@ def _literature(p: Prediction, because: str | None) -> dict[str, Any]:
     }
 
 
-def _narrative(ev: Evaluation, rule_set_title: str | None) -> str:
+def _refs_text(ev: Evaluation, evidence: tuple[Source, ...]) -> str:
+    refs: list[str] = []
+    seen: set[str] = set()
+    for src in evidence:
+        if src.reference not in seen:
+            seen.add(src.reference)
+            refs.append(_versioned(src.reference, _version_of(ev, src)))
+    return ", ".join(refs)
+
+
+def _narrative(ev: Evaluation, rule_set_title: str | None, literature: list[dict[str, Any]]) -> str:
     e = html.escape
+    cautions = ordered_cautions(ev.cautions)
+    if cautions:
+        caution_rows = "".join(
+            f"<tr><td>{e(caution_label(c.code))}</td><td>{e(CAUTION_EFFECTS[caution_effect(c.code)])}</td>"
+            f"<td>{e(c.reason)}</td><td>{e(_refs_text(ev, c.evidence)) or '-'}</td></tr>"
+            for c in cautions
+        )
+        caution_part = (
+            f"<p><b>Cautions ({len(cautions)})</b>, checked before the criteria:</p>"
+            "<table><thead><tr><th>Caution</th><th>Effect</th><th>Reason</th><th>Evidence</th></tr></thead>"
+            f"<tbody>{caution_rows}</tbody></table>"
+        )
+    else:
+        caution_part = "<p>No cautions: every prerequisite holds.</p>"
     rows = []
     for name in _criterion_names(ev):
         res = ev.criteria[name]
         reason = res.reason
         if res.missing:
             reason += " Missing: " + "; ".join(res.missing) + "."
-        refs = []
-        seen: set[str] = set()
-        for src in res.evidence:
-            if src.reference not in seen:
-                seen.add(src.reference)
-                refs.append(_versioned(src.reference, _version_of(ev, src)))
         rows.append(
-            f"<tr><td>{e(LABELS.get(name, name))}</td><td>{e(_STATUS_WORDS.get(str(res.status), str(res.status)))}</td>"
-            f"<td>{e(reason)}</td><td>{e(', '.join(refs)) or '-'}</td></tr>"
+            f"<tr><td>{e(criterion_label(name))}</td><td>{e(STATUS_WORDS.get(str(res.status), str(res.status)))}</td>"
+            f"<td>{e(reason)}</td><td>{e(_refs_text(ev, res.evidence)) or '-'}</td></tr>"
         )
+    lit_part = ""
+    if literature:
+        items = "".join(
+            f"<li>{e(p['outcome']['text'])}: {p['probabilityDecimal']:g} % ({e(p['rationale'])})</li>" for p in literature
+        )
+        lit_part = f"<p>Literature context (not a prediction for this patient):</p><ul>{items}</ul>"
     rule = e(ev.rule_set) + (f" ({e(rule_set_title)})" if rule_set_title else "") + f", version {e(ev.rule_set_version)}"
     return (
         '<div xmlns="http://www.w3.org/1999/xhtml">'
-        f"<p><b>Milan criteria: {e(_VERDICT_DISPLAY.get(ev.verdict, str(ev.verdict)))}</b></p>"
+        f"<p><b>Milan criteria: {e(_outcome_text(ev))}</b></p>"
         f"<p>Patient {e(ev.patient)}, as of {ev.as_of.isoformat()}, rule set {rule}; "
         f"mappings {e(ev.mapping_version)}.</p>"
+        f"{caution_part}"
         "<table><thead><tr><th>Criterion</th><th>Status</th><th>Reason</th><th>Evidence</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
+        f"{lit_part}"
         "</div>"
     )
+
+
+def _outcome_text(ev: Evaluation) -> str:
+    """The verdict in words, naming the cautions that decide or cap it."""
+    text = VERDICT_DISPLAY.get(str(ev.verdict), str(ev.verdict))
+    cautions = ordered_cautions(ev.cautions)
+    deciding = [c for c in cautions if caution_effect(c.code) in ("excludes", "caps")]
+    informing = [c for c in cautions if caution_effect(c.code) == "informs"]
+    if deciding:
+        text += "; cautions: " + ", ".join(caution_label(c.code).lower() for c in deciding)
+    if informing:
+        text += "; to weigh: " + ", ".join(caution_label(c.code).lower() for c in informing)
+    return text
 
 
 def _check(model: type, resource: dict[str, Any]) -> None:
@@ -251,42 +333,52 @@ def _check(model: type, resource: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- RiskAssessment
-def risk_assessment(ev: Evaluation, mappings: Mappings, *, validate: bool = True) -> dict[str, Any]:
+def risk_assessment(
+    ev: Evaluation, mappings: Mappings, *, validate: bool = True, software_version: str | None = None
+) -> dict[str, Any]:
     """The RiskAssessment of criteria.md §5 for one evaluation, as a JSON-ready dict."""
     rule = mappings.rule_sets.get(ev.rule_set)
     title = rule.title if rule is not None else None
+    cautions = ordered_cautions(ev.cautions)
+    display = VERDICT_DISPLAY.get(str(ev.verdict), str(ev.verdict))
     outcome: dict[str, Any] = {
-        "extension": [_criterion_extension(ev, name) for name in _criterion_names(ev)],
-        "coding": [
-            {"system": VERDICT_SYSTEM, "code": str(ev.verdict), "display": _VERDICT_DISPLAY.get(ev.verdict, str(ev.verdict))}
-        ],
-        "text": _VERDICT_DISPLAY.get(ev.verdict, str(ev.verdict)),
+        "extension": [_criterion_extension(ev, name) for name in _criterion_names(ev)]
+        + [_caution_extension(ev, c) for c in cautions],
+        "coding": [{"system": VERDICT_SYSTEM, "code": str(ev.verdict), "display": display}],
+        "text": _outcome_text(ev),
     }
     counts = {s: sum(1 for r in ev.criteria.values() if str(r.status) == s) for s in ("met", "not_met", "indeterminate")}
-    predictions: list[dict[str, Any]] = [
-        {
-            "outcome": outcome,
-            "rationale": (
-                f"{counts['met']} of {len(ev.criteria)} criteria met, {counts['not_met']} not met, "
-                f"{counts['indeterminate']} indeterminate (rule set {ev.rule_set} {ev.rule_set_version})."
-            ),
-        }
-    ]
-    eligible = ev.verdict == Verdict.ELIGIBLE
+    rationale = (
+        f"{counts['met']} of {len(ev.criteria)} criteria met, {counts['not_met']} not met, "
+        f"{counts['indeterminate']} indeterminate (rule set {ev.rule_set} {ev.rule_set_version})"
+    )
+    if cautions:
+        rationale += "; cautions: " + ", ".join(f"{c.code} ({caution_effect(c.code)})" for c in cautions)
+    predictions: list[dict[str, Any]] = [{"outcome": outcome, "rationale": rationale + "."}]
+    # Literature figures only for `eligible`, which no excluding or capping caution allows (criteria.md §5);
+    # the check on the cautions is kept here too, so that a caller's inconsistent Evaluation never shows them.
+    eligible = ev.verdict == Verdict.ELIGIBLE and not any(
+        caution_effect(c.code) in ("excludes", "caps") for c in cautions
+    )
+    literature: list[dict[str, Any]] = []
     if eligible:
         shown = ev.subgroups
+        beside = _beside([c for c in cautions if caution_effect(c.code) == "informs"])
         for p in mappings.predictions:
             if p.when == "always":
-                predictions.append(_literature(p, None))
+                literature.append(_literature(p, None, beside))
             elif p.when in shown:
-                predictions.append(_literature(p, shown[p.when]))
+                literature.append(_literature(p, shown[p.when], beside))
+    predictions += literature
 
     ra: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": resource_id(ev.patient, ev.rule_set),
         "meta": {"profile": [PROFILE_URL]},
-        "text": {"status": "generated", "div": _narrative(ev, title)},
-        "extension": [{"url": INPUT_FINGERPRINT_URL, "valueString": fingerprint(ev, mappings)}],
+        "text": {"status": "generated", "div": _narrative(ev, title, literature)},
+        "extension": [
+            {"url": INPUT_FINGERPRINT_URL, "valueString": fingerprint(ev, mappings, software_version=software_version)}
+        ],
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": identifier_value(ev.patient, ev.rule_set)}],
         "status": "final",
         "method": {
@@ -311,7 +403,8 @@ def risk_assessment(ev: Evaluation, mappings: Mappings, *, validate: bool = True
         ra["basis"] = basis
     ra["prediction"] = predictions
     if eligible and mappings.mitigation:
-        ra["mitigation"] = mappings.mitigation
+        beside = _beside([c for c in cautions if caution_effect(c.code) == "informs"])
+        ra["mitigation"] = mappings.mitigation + (f" {beside}" if beside else "")
     if validate:
         _check(RiskAssessment, ra)
     return ra
@@ -377,8 +470,8 @@ def conformance_resources() -> list[dict[str, Any]]:
 
 
 def structure_definitions() -> list[dict[str, Any]]:
-    """The StructureDefinitions milan-fhir ships: the criterion-result and input-fingerprint extensions and the
-    milan-risk-assessment profile (FHIR 4.0.1, differential form)."""
+    """The StructureDefinitions milan-fhir ships: the criterion-result, caution and input-fingerprint extensions
+    and the milan-risk-assessment profile (FHIR 4.0.1, differential form)."""
     out = [r for r in conformance_resources() if r.get("resourceType") == "StructureDefinition"]
     for sd in out:
         _check(StructureDefinition, sd)

@@ -12,29 +12,30 @@ import sys
 import textwrap
 from typing import Iterable
 
-from .._domain import CRITERIA, Evaluation, Status, Verdict
+from .._domain import Evaluation, Status
+from ._words import (
+    CAUTION_EFFECTS,
+    CRITERION_LABELS,
+    STATUS_WORDS,
+    VERDICT_WORDS,
+    caution_effect,
+    caution_label,
+    criterion_label,
+    ordered_cautions,
+    ordered_criteria,
+)
 
 __all__ = ["render", "LABELS", "use_colour"]
 
-#: Human labels of the criteria, in display order.
-LABELS: dict[str, str] = {
-    "age": "Age",
-    "low_grade": "Low-grade histology",
-    "liver_burden": "Liver tumour burden",
-    "primary_resected_portal": "Primary resected, portal drainage",
-    "stable_disease": "Stable disease",
-    "no_extrahepatic_disease": "No extrahepatic disease",
-}
+#: Human labels of the criteria (the registry's, re-exported for callers of this module).
+LABELS: dict[str, str] = CRITERION_LABELS
 
 _UNICODE_SYMBOLS = {Status.MET: "✔", Status.NOT_MET: "✘", Status.INDETERMINATE: "?"}
 _ASCII_SYMBOLS = {Status.MET: "+", Status.NOT_MET: "x", Status.INDETERMINATE: "?"}
-_WORDS = {Status.MET: "met", Status.NOT_MET: "not met", Status.INDETERMINATE: "indeterminate"}
-_VERDICT_WORDS = {
-    Verdict.ELIGIBLE: "ELIGIBLE",
-    Verdict.INELIGIBLE: "INELIGIBLE",
-    Verdict.INDETERMINATE: "INDETERMINATE",
+_COLOURS = {
+    "met": "32", "not_met": "31", "indeterminate": "33", "eligible": "32", "ineligible": "31",
+    "excludes": "31", "caps": "33", "informs": "36",
 }
-_COLOURS = {"met": "32", "not_met": "31", "indeterminate": "33", "eligible": "32", "ineligible": "31"}
 _MIN_WIDTH = 40
 
 
@@ -93,9 +94,26 @@ def render(
     return "\n".join(blocks)
 
 
+def _wrap_row(label: str, label_w: int, cell_text: str, cell_w: int, key: str, text: str, width: int,
+              colour: bool) -> list[str]:
+    """One row: label, a coloured cell, and text wrapped beside them (or below, indented, when too narrow)."""
+    text_w = width - label_w - cell_w - 4
+    if text_w < 30:  # too narrow for three columns: the text goes below, indented
+        out = [f"{label}  {_paint(cell_text, key, colour)}"]
+        out.extend(textwrap.wrap(text, width=width - 4, initial_indent="    ", subsequent_indent="    ",
+                                 break_on_hyphens=False))
+        return out
+    wrapped = textwrap.wrap(text, width=text_w, break_on_hyphens=False) or [""]
+    cell = _paint(cell_text.ljust(cell_w), key, colour)
+    out = [f"{label.ljust(label_w)}  {cell}  {wrapped[0]}".rstrip()]
+    pad = " " * (label_w + cell_w + 4)
+    out.extend(f"{pad}{more}" for more in wrapped[1:])
+    return out
+
+
 def _render_one(ev: Evaluation, width: int, colour: bool, symbols: dict[Status, str]) -> str:
     lines: list[str] = []
-    verdict_word = _VERDICT_WORDS.get(ev.verdict, str(ev.verdict).upper())
+    verdict_word = VERDICT_WORDS.get(str(ev.verdict), str(ev.verdict).upper())
     header = f"{ev.patient}  {verdict_word}  as of {ev.as_of.isoformat()}  rule set {ev.rule_set} {ev.rule_set_version}"
     header_lines = textwrap.wrap(header, width=width, break_on_hyphens=False) or [header]
     for i, line in enumerate(header_lines):
@@ -103,30 +121,36 @@ def _render_one(ev: Evaluation, width: int, colour: bool, symbols: dict[Status, 
             header_lines[i] = line.replace(verdict_word, _paint(verdict_word, str(ev.verdict), colour), 1)
             break
     lines.extend(header_lines)
-    lines.append("-" * min(width, 100))
+    rule = "-" * min(width, 100)
+    lines.append(rule)
 
-    names = [n for n in CRITERIA if n in ev.criteria] + [n for n in ev.criteria if n not in CRITERIA]
-    label_w = max(len(LABELS.get(n, n)) for n in names) if names else 10
-    status_w = max(len(f"{symbols[s]} {_WORDS[s]}") for s in Status)
-    reason_w = width - label_w - status_w - 4
-    stacked = reason_w < 30  # too narrow for three columns: the reason goes below, indented
+    names = ordered_criteria(ev.criteria)
+    cautions = ordered_cautions(ev.cautions)
+    labels = [criterion_label(n) for n in names] + [caution_label(c.code) for c in cautions]
+    label_w = max((len(x) for x in labels), default=10)
+    status_w = max(len(f"{symbols[s]} {STATUS_WORDS[s.value]}") for s in Status)
+
+    # Cautions first (criteria.md §1c: the prerequisites are checked before the criteria).
+    if cautions:
+        lines.append(f"Cautions ({len(cautions)}): checked before the criteria")
+        cell_w = max(status_w, *(len(f"! {e}") for e in ("excludes", "caps", "informs")))
+        for c in cautions:
+            effect = caution_effect(c.code)
+            text = f"{c.reason} ({CAUTION_EFFECTS[effect]})"
+            lines.extend(_wrap_row(caution_label(c.code), label_w, f"! {effect}", cell_w, effect, text, width, colour))
+        lines.append(rule)
+
     for name in names:
         res = ev.criteria[name]
-        label = LABELS.get(name, name)
-        status_text = f"{symbols[res.status]} {_WORDS[res.status]}"
-        status_cell = _paint(status_text.ljust(status_w), str(res.status), colour)
+        status_text = f"{symbols[res.status]} {STATUS_WORDS[res.status.value]}"
         reason = res.reason
         if res.missing:
             reason = f"{reason} Missing: {'; '.join(res.missing)}."
-        if stacked:
-            lines.append(f"{label}  {_paint(status_text, str(res.status), colour)}")
-            lines.extend(textwrap.wrap(reason, width=width - 4, initial_indent="    ", subsequent_indent="    ", break_on_hyphens=False))
-        else:
-            wrapped = textwrap.wrap(reason, width=reason_w, break_on_hyphens=False) or [""]
-            lines.append(f"{label.ljust(label_w)}  {status_cell}  {wrapped[0]}".rstrip())
-            pad = " " * (label_w + status_w + 4)
-            lines.extend(f"{pad}{more}" for more in wrapped[1:])
+        lines.extend(_wrap_row(criterion_label(name), label_w, status_text, status_w, str(res.status), reason, width,
+                               colour))
     notes = []
+    if not cautions:
+        notes.append("No cautions: every prerequisite (deceased, prior transplant, liver metastasis record, other cancer) holds.")
     if ev.ignored:
         notes.append(f"{len(ev.ignored)} resource(s) read but not counted (see --format json, 'ignored').")
     if ev.unusable:
@@ -134,4 +158,3 @@ def _render_one(ev: Evaluation, width: int, colour: bool, symbols: dict[Status, 
     for note in notes:
         lines.extend(textwrap.wrap(note, width=width))
     return "\n".join(lines) + "\n"
-
