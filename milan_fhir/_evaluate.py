@@ -116,6 +116,6 @@ def evaluate_record(record: PatientRecord, rules: RuleSet, as_of: date, mapping_
         unusable=tuple(record.unusable),
         inputs=dict(record.inputs),
         cautions=found,
-        subgroups=subgroups(net_only, as_of),
+        subgroups=subgroups(net_only.model_copy(update={"ignored": ignored}), as_of, results),
         record=record,
     )

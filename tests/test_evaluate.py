@@ -97,7 +97,7 @@ def test_eligible_record():
     assert list(ev.criteria) == list(CRITERIA)
     assert ev.verdict is Verdict.ELIGIBLE
     assert (ev.patient, ev.as_of, ev.rule_set, ev.rule_set_version, ev.mapping_version) == (
-        PATIENT, AS_OF, "milan-net", "2.0.0", "2026.11.1")
+        PATIENT, AS_OF, "milan-net", "1.0.0", "2026.11.1")
     assert ev.ignored == tuple(rec.ignored) and ev.unusable == tuple(rec.unusable)
     assert ev.inputs == rec.inputs and ev.record is rec
 
