@@ -88,7 +88,7 @@ def test_patterns_and_exact_first(m):
     assert m.match("liver_transplant_status", GM, "Z94.4") is not None
     assert m.match("liver_transplant", "http://fhir.de/CodeSystem/bfarm/ops", "5-504.0") is not None
     assert m.match("primary_resection", CPT, "44145").sites == ("colon",)
-    assert m.match("primary_resection", CPT, "44149") is None
+    assert m.match("primary_resection", CPT, "44149") is None and m.patterns_of("primary_resection") == []
     morph = m.match("morphology", ICDO3, "8140/3")
     assert morph is not None and not morph.net
     # pattern entries are not search tokens
