@@ -14,7 +14,7 @@ from datetime import date, datetime, timezone
 
 from ._domain import PartialDate
 
-__all__ = ["parse_partial_date", "parse_clinical_date", "minus_months", "add_months", "whole_years", "months_between"]
+__all__ = ["parse_partial_date", "parse_clinical_date", "parse_clinical_date_latest", "minus_months", "add_months", "whole_years", "months_between"]
 
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _DATETIME = re.compile(
@@ -63,6 +63,23 @@ def parse_clinical_date(value: object) -> date | None:
             return None
     p = parse_partial_date(text)
     return p.earliest() if p else None
+
+
+def parse_clinical_date_latest(value: object) -> date | None:
+    """(v2) The latest possible UTC day of a FHIR date or dateTime (``2025-06`` -> 2025-06-30): a partial date
+    must never lengthen a period in the patient's favour (criteria.md §3a, the start of a stable run)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _DATETIME.match(text):
+        return parse_clinical_date(text)
+    p = parse_partial_date(text)
+    if p is None:
+        return None
+    try:
+        return p.latest()
+    except (ValueError, OverflowError):
+        return None
 
 
 def add_months(d: date, months: int) -> date:

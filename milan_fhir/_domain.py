@@ -32,6 +32,9 @@ __all__ = [
     "ProcedureFact",
     "LiverMetastasisCountFact",
     "LesionSizeFact",
+    "MalignancyFact",
+    "MorphologyObservationFact",
+    "TransplantStatusFact",
     "Ignored",
     "Unusable",
     "PatientRecord",
@@ -130,6 +133,12 @@ Comparator = Literal["<", "<=", ">", ">="]
 
 class PatientFact(_Frozen):
     birth_date: PartialDate | None = None
+    #: Patient.deceasedBoolean true (True), false (False) or absent (None)
+    deceased: bool | None = None
+    #: Patient.deceasedDateTime as a UTC date (the patient died on or before it)
+    deceased_date: dt.date | None = None
+    #: deceasedDateTime present but not a date: read as deceased (criteria.md §1c, unknown is not safe)
+    deceased_unreadable: str | None = None
     source: Source
 
 
@@ -138,15 +147,26 @@ class Ki67Fact(_Frozen):
 
     percent: float
     comparator: Comparator | None = None
+    #: Conditions named by ``focus`` or the mCODE related-condition extension (criteria.md §1a)
+    links: tuple[str, ...] = ()
+    #: the code counts only when linked to the NET (LOINC 85330-9, Ki-67 in a breast cancer specimen)
+    requires_link: bool = False
     source: Source
 
 
 class GradeFact(_Frozen):
-    """Histologic grade evidence: 1, 2 or 3 (3 = G3 or any high-grade / carcinoma evidence)."""
+    """Histologic grade evidence: 1, 2 or 3 (3 = G3 or any high-grade / carcinoma evidence).
+
+    ``at_least`` marks a finding that means "this grade or higher" (ICD-O-3 8249/3: G2 or G3); how a rule set
+    reads it is its ``open_grade_reading`` parameter. A grade carried by a Condition has that Condition as
+    ``source.reference``; one from an Observation carries the Observation's ``links`` (criteria.md §1a).
+    """
 
     grade: Literal[1, 2, 3]
     kind: Literal["grade", "morphology", "diagnosis"] = "grade"
     label: str  # "G2", "neuroendocrine carcinoma (ICD-O-3 8246/3)"
+    at_least: bool = False
+    links: tuple[str, ...] = ()
     source: Source
 
 
@@ -157,7 +177,10 @@ class LiverBurdenFact(_Frozen):
 
 
 class DiseaseStatusFact(_Frozen):
-    trend: Literal["improved", "stable", "worsened"]
+    trend: Literal["improved", "stable", "worsened", "undetermined"]
+    links: tuple[str, ...] = ()
+    #: the latest day a partial date allows (``2025-06`` -> 2025-06-30); None: as ``source.date``
+    latest_date: dt.date | None = None
     source: Source
 
 
@@ -168,33 +191,110 @@ class StagingFact(_Frozen):
     source: Source
 
 
-class MetastasisFact(_Frozen):
-    """A metastasis Condition. ``site`` is a key of sites.yaml; ``None`` when unspecified."""
+class _ConditionState(_Frozen):
+    """How a Condition stands: ``active`` is its clinicalStatus; ``abatement`` (a date) makes it active on any
+    ``as_of`` before it (criteria.md §1 v2); ``suspected``: provisional, differential, unconfirmed (or ICD-10-GM
+    certainty V)."""
+
+    active: bool = True
+    abatement: dt.date | None = None
+    suspected: bool = False
+    verification: str | None = None  # the verificationStatus code, for reasons ("differential")
+
+    def active_on(self, as_of: dt.date) -> bool:
+        return self.active or (self.abatement is not None and self.abatement > as_of)
+
+
+class MetastasisFact(_ConditionState):
+    """A metastasis Condition. ``site`` is a key of sites.yaml; ``None`` when unspecified.
+
+    ``location``: ``liver``; ``extrahepatic``; ``review`` (intra-abdominal or unspecified nodes, C77.2 / C77.9:
+    regional nodes removed with the primary, or distant disease?); ``unspecified`` (the site cannot be mapped:
+    caps ``no_extrahepatic_disease``, criteria.md §1b). ``text_only``: recognised by the text safety net only.
+    """
 
     site: str | None
     site_label: str
-    location: Literal["liver", "extrahepatic", "unspecified"]
-    active: bool
+    location: Literal["liver", "extrahepatic", "review", "unspecified"]
+    text_only: bool = False
+    #: a NET-morphology Condition sited in the liver read as a liver-metastasis record (criteria.md §1d)
+    high_grade: bool = False
     source: Source
 
 
-class PrimaryFact(_Frozen):
-    """A primary NET Condition and its site (sites.yaml)."""
+class PrimaryFact(_ConditionState):
+    """A primary NET Condition and its site (sites.yaml).
+
+    ``site_path`` is the site and its ancestors on the site tree (``("ileum", "small_intestine")``): two sites
+    match when one is on the other's path. ``carcinoma``: a neuroendocrine carcinoma morphology or C7A.1 (part
+    of the NET only as criteria.md §1d says).
+    """
 
     site: str  # sites.yaml key ("ileum", "rectum", "unknown_primary", "unreadable", ...)
     site_label: str
-    group: str | None  # anatomical group for resection matching ("small_intestine", ...)
+    group: str | None = None  # v1 anatomical group (kept for readers; matching uses site_path)
     drainage: Literal["portal", "systemic", "review", "unknown"]
     note: str | None = None  # why a `review` site needs review
-    active: bool = True
+    site_path: tuple[str, ...] = ()
+    carcinoma: bool = False
+    source: Source
+
+
+class MalignancyFact(_ConditionState):
+    """A Condition coded as a malignant neoplasm that is neither a primary NET nor a metastasis by its own codes
+    (criteria.md §1a "other malignancy"), or a personal history of one (``history``: ICD-10 Z85).
+
+    ``kind``: ``site_code`` (an ICD-10 site code without NET morphology: may be the NET primary recorded again,
+    or another cancer), ``generic`` (a generic cancer code), ``morphology`` (a malignant non-NET morphology),
+    ``code`` (another malignant-neoplasm code), ``text`` (the text safety net), ``history`` (Z85).
+    ``has_morphology``: a non-NET malignant morphology is recorded (then it is certainly another cancer). The
+    site fields say where it is, for "the same tumour twice" and for promotion to a primary NET when a linked
+    morphology Observation names a NET morphology (criteria.md §1d, codes.md).
+    """
+
+    kind: Literal["site_code", "generic", "morphology", "code", "text", "history"]
+    label: str
+    has_morphology: bool = False
+    site: str | None = None
+    site_label: str = "site not recorded"
+    drainage: Literal["portal", "systemic", "review", "unknown"] = "unknown"
+    note: str | None = None
+    site_path: tuple[str, ...] = ()
+    source: Source
+
+
+class MorphologyObservationFact(_Frozen):
+    """A morphology Observation (LOINC 59847-4, ICD-O-3 histology and behaviour) and what it names."""
+
+    net: bool  # a NET morphology (codes.md)
+    carcinoma: bool = False  # a neuroendocrine carcinoma morphology
+    label: str
+    links: tuple[str, ...] = ()
+    source: Source
+
+
+class TransplantStatusFact(_Frozen):
+    """A Condition coded as liver transplant status (ICD-10 Z94.4): ``prior-liver-transplant`` (criteria.md §1c)."""
+
+    label: str
     source: Source
 
 
 class ProcedureFact(_Frozen):
+    """A completed Procedure. For a primary resection: the sites its code removes and its bodySite's sites, each
+    as a site path (the site and its ancestors on the site tree), what it was done for (``reason_references``:
+    resolved ``Type/id``, or ``unresolved:<text>``), and the labels of its ``reasonCode`` codings that are not
+    codes of the NET (``other_reason_codes``)."""
+
     kind: Literal["primary_resection", "liver_resection_minor", "liver_resection_major", "liver_transplant"]
-    code_groups: tuple[str, ...] = ()  # anatomical groups its code names
-    body_site_groups: tuple[str, ...] = ()  # anatomical groups of its bodySite
-    reason_references: tuple[str, ...] = ()  # "Condition/x" it was done for (resolved)
+    code_groups: tuple[str, ...] = ()  # v1 anatomical groups (kept for readers)
+    body_site_groups: tuple[str, ...] = ()  # v1 anatomical groups (kept for readers)
+    code_site_paths: tuple[tuple[str, ...], ...] = ()
+    body_site_paths: tuple[tuple[str, ...], ...] = ()
+    code_site_labels: tuple[str, ...] = ()
+    body_site_labels: tuple[str, ...] = ()
+    reason_references: tuple[str, ...] = ()
+    other_reason_codes: tuple[str, ...] = ()
     source: Source
 
 
@@ -224,6 +324,10 @@ class Unusable(_Frozen):
     concept: str  # "ki67", "liver_burden", ...
     field: str  # "valueString"
     reason: str
+    #: clinical date of the resource (recency rules: an unusable value newer than the latest usable one caps)
+    date: dt.date | None = None
+    #: Conditions its focus / related-condition names (criteria.md §1a)
+    links: tuple[str, ...] = ()
 
 
 class PatientRecord(BaseModel):
@@ -241,6 +345,10 @@ class PatientRecord(BaseModel):
     procedures: list[ProcedureFact] = Field(default_factory=list)
     liver_metastasis_counts: list[LiverMetastasisCountFact] = Field(default_factory=list)
     largest_liver_metastasis: list[LesionSizeFact] = Field(default_factory=list)
+    #: other malignancies and personal histories of malignancy (criteria.md §1a, §1c)
+    malignancies: list[MalignancyFact] = Field(default_factory=list)
+    morphology_observations: list[MorphologyObservationFact] = Field(default_factory=list)
+    transplant_status: list[TransplantStatusFact] = Field(default_factory=list)
     ignored: list[Ignored] = Field(default_factory=list)
     unusable: list[Unusable] = Field(default_factory=list)
     #: every resource that was read for this patient and counts, "Type/id" -> versionId (or None);
@@ -264,6 +372,15 @@ class RuleSet(_Frozen):
     stable_months: int
     status_stale_months: int
     staging_window_months: int
+    #: (v2) the latest liver burden must lie within this many months before as_of
+    burden_window_months: int = 6
+    #: (v2) a resection more than this many months before the primary's clinical time does not count
+    resection_lead_months: int = 6
+    #: (v2) an unlinked value dated more than this before the NET's earliest record is ambiguous
+    attribution_lead_months: int = 6
+    #: (v2) how a "this grade or higher" finding (ICD-O-3 8249/3: G2 or G3) reads: ``exact`` as that grade,
+    #: ``open`` settled only together with an explicit grade or a Ki-67 (criteria.md §3, §3a)
+    open_grade_reading: Literal["exact", "open"] = "exact"
 
 
 class CriterionResult(_Frozen):

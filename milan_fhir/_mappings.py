@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ._domain import RuleSet
 from .errors import MappingError, RuleSetError
 
-__all__ = ["CodeEntry", "Site", "Mappings", "load_mappings", "default_mappings", "normalise_code"]
+__all__ = ["CodeEntry", "Site", "TextNets", "Mappings", "load_mappings", "default_mappings", "normalise_code"]
 
 DEFAULT_FILES = ("codes.yaml", "sites.yaml", "rule-sets.yaml", "literature.yaml")
 
@@ -31,14 +31,19 @@ CODE_SECTIONS = (
     "primary_net",
     "primary_net_by_morphology",
     "generic_cancer",
+    "other_malignancy",
+    "prior_malignancy",
+    "liver_transplant_status",
     "morphology",
     "body_sites",
+    "topography_sites",
     "metastasis",
     "ki67",
     "liver_burden",
     "disease_status",
     "extrahepatic_staging",
     "histologic_grade",
+    "morphology_observation",
     "liver_metastasis_count",
     "largest_liver_metastasis",
     "disease_status_values",
@@ -51,14 +56,19 @@ CODE_SECTIONS = (
 )
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICDO3 = "http://terminology.hl7.org/CodeSystem/icd-o-3"
 _ICD_NO_DOT = re.compile(r"^([A-Z][0-9][0-9A-Z])([0-9A-Z]+)$")
+#: ICD-10-GM marks (primary/secondary code, additional code): a trailing ``+ * ! †`` is ignored (codes.md)
+_ICD_MARKS = "+*!†"
+_CODE_MAX = 64  # a code longer than this is not a code of any mapped system: never matched, never pattern-scanned
 
 
-def normalise_code(system: str | None, code: str) -> str:
-    """ICD-10-CM written without its dot (``C7A012``) is read with it (``C7A.012``); others as written."""
+def normalise_code(system: str | None, code: str, *, icd: bool = False) -> str:
+    """ICD-10 codes written without their dot (``C7A012``) are read with it (``C7A.012``), upper case, without a
+    trailing ``+ * ! †``; others as written (stripped). ``icd``: treat ``system`` as an ICD-10 system."""
     code = code.strip()
-    if system == ICD10CM:
-        code = code.upper()
+    if icd or system == ICD10CM:
+        code = code.upper().rstrip(_ICD_MARKS).rstrip()
         m = _ICD_NO_DOT.match(code)
         if m:
             return f"{m.group(1)}.{m.group(2)}"
@@ -82,8 +92,31 @@ class CodeEntry(_Strict):
     sites: tuple[str, ...] = ()
     net: bool = False
     grade: Literal[1, 2, 3] | None = None
+    at_least: bool = False
     high_grade: bool = False
+    carcinoma: bool = False
+    requires_link: bool = False
     value: str | int | None = None
+    #: (v2) exact (default), range (``C00-C76``: the code's leading characters lie between the bounds), prefix
+    #: (``Z85``), suffix (``/3``); an exact entry always wins over a pattern
+    match: Literal["exact", "range", "prefix", "suffix"] = "exact"
+
+    @field_validator("match")
+    @classmethod
+    def _known_match(cls, v: Any) -> Any:
+        return v
+
+    def covers(self, code: str) -> bool:
+        """Whether a (normalised) code falls under this pattern entry."""
+        if self.match == "prefix":
+            return code.startswith(self.code)
+        if self.match == "suffix":
+            return code.endswith(self.code)
+        if self.match == "range":
+            lo, _, hi = self.code.partition("-")
+            head = code[: len(lo)]
+            return len(head) == len(lo) and lo <= head <= hi
+        return code == self.code
 
     @field_validator("code", mode="before")
     @classmethod
@@ -105,6 +138,35 @@ class Site(_Strict):
     drainage: Literal["portal", "systemic", "review", "unknown"]
     group: str | None = None
     note: str | None = None
+    parent: str | None = None  # the site containing it on the site tree (codes.md v2)
+    nodal_review: bool = False  # a metastasis here needs review (regional nodes removed with the primary?)
+
+
+class _Variant(_Strict):
+    """A WHO ICD-10 / ICD-10-GM system: shares ``shares``' codes except ``not_shared`` (codes or categories)."""
+
+    label: str
+    shares: str
+    not_shared: tuple[str, ...] = ()
+
+
+class TextNets(_Strict):
+    """(v2) Words of the text safety nets (codes.md): lower case; a phrase is a list of consecutive words."""
+
+    metastasis_words: tuple[str, ...] = ()
+    metastasis_word_suffixes: tuple[str, ...] = ()
+    metastasis_phrases: tuple[tuple[str, ...], ...] = ()
+    other_malignancy_words: tuple[str, ...] = ()
+    exclusion_phrases: tuple[tuple[str, ...], ...] = ()
+    exclusion_code_prefixes: tuple[str, ...] = ()
+    ki67_names: tuple[str, ...] = ()
+
+    def merged(self, other: "TextNets") -> "TextNets":
+        out = {}
+        for name in type(self).model_fields:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            out[name] = tuple(dict.fromkeys((*mine, *theirs)))
+        return TextNets(**out)
 
 
 class _Study(_Strict):
@@ -132,6 +194,10 @@ _SYSTEM_LABELS = {
     "http://snomed.info/sct": "SNOMED",
     "http://loinc.org": "LOINC",
     ICD10CM: "ICD-10-CM",
+    "http://hl7.org/fhir/sid/icd-10": "ICD-10",
+    "http://fhir.de/CodeSystem/bfarm/icd-10-gm": "ICD-10-GM",
+    "http://fhir.de/CodeSystem/dimdi/icd-10-gm": "ICD-10-GM",
+    "http://fhir.de/CodeSystem/bfarm/ops": "OPS",
     "http://terminology.hl7.org/CodeSystem/icd-o-3": "ICD-O-3",
     "http://www.ama-assn.org/go/cpt": "CPT",
     "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl": "NCIt",
@@ -141,6 +207,10 @@ _SYSTEM_LABELS = {
 _TOP_KEYS = set(CODE_SECTIONS) | {
     "mapping_set",
     "systems",
+    "system_aliases",
+    "icd10_variants",
+    "diagnosis_certainty",
+    "text_nets",
     "extensions",
     "sites",
     "rule_sets",
@@ -186,7 +256,16 @@ class Mappings:
     studies: dict[str, Study] = field(default_factory=dict)
     predictions: list[Prediction] = field(default_factory=list)
     mitigation: str = ""
+    #: (v2) alias system URI -> canonical URI (OIDs of SNOMED CT, LOINC, ICD-10-CM, ICD-O-3)
+    system_aliases: dict[str, str] = field(default_factory=dict)
+    #: (v2) WHO ICD-10 / ICD-10-GM system URI -> how it shares ICD-10-CM codes
+    icd10_variants: dict[str, _Variant] = field(default_factory=dict)
+    #: (v2) ICD-10-GM Diagnosesicherheit code -> confirmed | suspected | refuted | history
+    diagnosis_certainty: dict[str, str] = field(default_factory=dict)
+    text_nets: TextNets = field(default_factory=TextNets)
     _index: dict[str, dict[tuple[str, str], CodeEntry]] = field(default_factory=dict, repr=False)
+    _patterns: dict[str, list[CodeEntry]] = field(default_factory=dict, repr=False)
+    _match_cache: dict[tuple[str, str, str], CodeEntry | None] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ look-ups
     @property
@@ -194,11 +273,67 @@ class Mappings:
         """The mapping version results record: every layered set, ``+``-joined."""
         return "+".join(self.versions)
 
+    def canonical_system(self, system: str) -> str:
+        """The system URI an alias stands for (``urn:oid:2.16.840.1.113883.6.96`` -> SNOMED CT), else itself."""
+        return self.system_aliases.get(system, system)
+
+    def is_icd10(self, system: str) -> bool:
+        system = self.canonical_system(system)
+        return system == ICD10CM or system in self.icd10_variants
+
     def match(self, concept: str, system: str | None, code: str | None) -> CodeEntry | None:
-        """The entry of ``concept`` for one coding, or None."""
-        if not code or not system:
+        """The entry of ``concept`` for one coding, or None (codes.md v2: aliases, ICD-10 variants, patterns).
+
+        A hit through an alias, a variant or a pattern is returned as a copy carrying the coding's own system
+        and code, so that results cite what the data says (``ICD-10-GM C79.88``).
+        """
+        if not code or not system or not isinstance(code, str) or len(code) > _CODE_MAX:
             return None
-        return self._index.get(concept, {}).get((system, normalise_code(system, code)))
+        index = self._index.get(concept)
+        if index is not None:
+            hit = index.get((system, code))
+            if hit is not None:
+                return hit
+        key = (concept, system, code)
+        try:
+            return self._match_cache[key]
+        except KeyError:
+            pass
+        hit = self._match_slow(concept, system, code)
+        if len(self._match_cache) < 50_000:  # bounded: a cohort sees many distinct codes
+            self._match_cache[key] = hit
+        return hit
+
+    def _match_slow(self, concept: str, system: str, code: str) -> CodeEntry | None:
+        canon = self.canonical_system(system)
+        variant = self.icd10_variants.get(canon)
+        icd = canon == ICD10CM or variant is not None
+        norm = normalise_code(canon, code, icd=icd)
+        candidates: list[tuple[str, str]] = [(canon, norm)]
+        if variant is not None:
+            parent = norm[:5] if len(norm) > 5 and norm[3:4] == "." else None
+            if parent:
+                candidates.append((canon, parent))
+            shared = not any(norm == x or norm.startswith(x) and len(x) == 3 for x in variant.not_shared)
+            if shared:
+                candidates.append((variant.shares, parent or norm))
+        index = self._index.get(concept, {})
+        for sys_, c in candidates:
+            hit = index.get((sys_, c))
+            if hit is not None:
+                return self._as_coded(hit, system, norm, canon)
+        patterns = self._patterns.get(concept, ())
+        for sys_, c in candidates:
+            for entry in patterns:
+                if entry.system == sys_ and entry.covers(c):
+                    return self._as_coded(entry, system, norm, canon)
+        return None
+
+    @staticmethod
+    def _as_coded(entry: CodeEntry, system: str, code: str, canon: str) -> CodeEntry:
+        if entry.system == system and entry.code == code:
+            return entry
+        return entry.model_copy(update={"system": canon, "code": code})
 
     def match_any(self, concept: str, codings: Iterable[tuple[str | None, str | None]]) -> CodeEntry | None:
         """The first entry of ``concept`` matched by any of the codings."""
@@ -220,10 +355,22 @@ class Mappings:
         return None
 
     def codes_of(self, concept: str) -> list[CodeEntry]:
-        return list(self.codes.get(concept, []))
+        """The exact code entries of a section (pattern entries, ``C00-C76``, are in :meth:`patterns_of`)."""
+        return [e for e in self.codes.get(concept, []) if e.match == "exact"]
+
+    def patterns_of(self, concept: str) -> list[CodeEntry]:
+        return list(self._patterns.get(concept, []))
 
     def site(self, key: str) -> Site:
         return self.sites[key]
+
+    def site_path(self, key: str | None) -> tuple[str, ...]:
+        """The site and its ancestors on the site tree (``ileum`` -> ``("ileum", "small_intestine")``)."""
+        out: list[str] = []
+        while key is not None and key in self.sites and key not in out:
+            out.append(key)
+            key = self.sites[key].parent
+        return tuple(out)
 
     def rule_set(self, name: str | None = None) -> RuleSet:
         name = name or self.default_rule_set
@@ -238,9 +385,21 @@ class Mappings:
         h = hashlib.sha256()
         for concept in sorted(self.codes):
             for e in self.codes[concept]:
-                h.update(f"{concept}|{e.system}|{e.code}|{e.site}|{e.sites}|{e.grade}|{e.high_grade}|{e.value}\n".encode())
+                h.update(
+                    f"{concept}|{e.system}|{e.code}|{e.match}|{e.site}|{e.fallback_site}|{e.sites}|{e.grade}|"
+                    f"{e.at_least}|{e.high_grade}|{e.carcinoma}|{e.requires_link}|{e.net}|{e.value}\n".encode()
+                )
         for k in sorted(self.sites):
-            h.update(f"{k}|{self.sites[k].drainage}|{self.sites[k].group}\n".encode())
+            s = self.sites[k]
+            h.update(f"{k}|{s.drainage}|{s.group}|{s.parent}|{s.nodal_review}\n".encode())
+        for k in sorted(self.system_aliases):
+            h.update(f"alias|{k}|{self.system_aliases[k]}\n".encode())
+        for k in sorted(self.icd10_variants):
+            v = self.icd10_variants[k]
+            h.update(f"variant|{k}|{v.shares}|{v.not_shared}\n".encode())
+        for k in sorted(self.diagnosis_certainty):
+            h.update(f"certainty|{k}|{self.diagnosis_certainty[k]}\n".encode())
+        h.update(repr(self.text_nets.model_dump()).encode())
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ building
@@ -262,6 +421,41 @@ class Mappings:
                 if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
                     raise MappingError(f"{key} must map names to URIs", file=file, entry=key)
                 getattr(self, key).update(section)
+        if "system_aliases" in data:
+            section = data["system_aliases"]
+            if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+                raise MappingError("must map alias URIs to a name in `systems` or a URI", file=file, entry="system_aliases")
+            for alias, target in section.items():
+                self.system_aliases[str(alias)] = self.systems.get(target, target)
+        if "icd10_variants" in data:
+            section = data["icd10_variants"]
+            if not isinstance(section, dict):
+                raise MappingError("must map system names or URIs to variant entries", file=file, entry="icd10_variants")
+            for name, raw in section.items():
+                v = _validate(_Variant, raw, file, f"icd10_variants.{name}")
+                v = v.model_copy(update={
+                    "shares": self.systems.get(v.shares, v.shares),
+                    "not_shared": tuple(normalise_code(None, x, icd=True) for x in v.not_shared),
+                })
+                self.icd10_variants[self.systems.get(str(name), str(name))] = v
+        if "diagnosis_certainty" in data:
+            section = data["diagnosis_certainty"]
+            allowed = {"confirmed", "suspected", "refuted", "history"}
+            if not isinstance(section, dict) or not all(v in allowed for v in section.values()):
+                raise MappingError(f"must map certainty codes to one of {sorted(allowed)}", file=file,
+                                   entry="diagnosis_certainty")
+            self.diagnosis_certainty.update({str(k): str(v) for k, v in section.items()})
+        if "text_nets" in data:
+            raw = data["text_nets"]
+            nets = _validate(TextNets, raw, file, "text_nets")
+            lowered = TextNets(**{
+                name: tuple(
+                    tuple(w.lower() for w in item) if isinstance(item, tuple) else item.lower()
+                    for item in getattr(nets, name)
+                )
+                for name in TextNets.model_fields
+            })
+            self.text_nets = self.text_nets.merged(lowered)
         for concept in CODE_SECTIONS:
             if concept not in data:
                 continue
@@ -277,9 +471,17 @@ class Mappings:
                             f"system {raw['system']!r} is neither a name in `systems` nor a URI", file=file, entry=where
                         )
                 entry = _validate(CodeEntry, raw, file, where)
-                entry = entry.model_copy(update={"code": normalise_code(entry.system, entry.code)})
+                if entry.match == "exact":
+                    icd = entry.system == ICD10CM or entry.system in self.icd10_variants
+                    entry = entry.model_copy(update={"code": normalise_code(entry.system, entry.code, icd=icd)})
+                elif entry.match == "range" and "-" not in entry.code:
+                    raise MappingError("a range is written LOW-HIGH (C00-C76)", file=file, entry=where)
                 self.codes.setdefault(concept, []).append(entry)
-                self._index.setdefault(concept, {})[(entry.system, entry.code)] = entry
+                if entry.match == "exact":
+                    self._index.setdefault(concept, {})[(entry.system, entry.code)] = entry
+                else:
+                    self._patterns.setdefault(concept, []).append(entry)
+                self._match_cache.clear()
         if "sites" in data:
             if not isinstance(data["sites"], dict):
                 raise MappingError("must map site keys to site entries", file=file, entry="sites")
@@ -314,6 +516,11 @@ class Mappings:
 
     def _check(self) -> None:
         """Cross-file checks: every site named by a code exists; the default rule set exists."""
+        for key, site in self.sites.items():
+            if site.parent is not None and site.parent not in self.sites:
+                raise MappingError(f"parent {site.parent!r} of site {key!r} is not defined", entry=f"sites.{key}")
+            if len(self.site_path(key)) < 1 or self._cyclic(key):
+                raise MappingError(f"site {key!r} is its own ancestor on the site tree", entry=f"sites.{key}")
         for concept, entries in self.codes.items():
             for e in entries:
                 for s in (e.site, e.fallback_site, *e.sites):
@@ -323,6 +530,15 @@ class Mappings:
                         )
         if self.default_rule_set not in self.rule_sets:
             raise MappingError(f"default_rule_set {self.default_rule_set!r} is not defined")
+
+    def _cyclic(self, key: str) -> bool:
+        seen: set[str] = set()
+        while key is not None and key in self.sites:
+            if key in seen:
+                return True
+            seen.add(key)
+            key = self.sites[key].parent  # type: ignore[assignment]
+        return False
 
 
 def _validate(model: type[BaseModel], raw: Any, file: str, entry: str) -> Any:

@@ -11,6 +11,7 @@ from milan_fhir._domain import (
     GradeFact,
     Ki67Fact,
     LiverBurdenFact,
+    MalignancyFact,
     MetastasisFact,
     PartialDate,
     PatientFact,
@@ -102,16 +103,39 @@ _SITES = {
 
 def primary(site: str = "ileum", when: str | None = "2020-01-01", ref: str | None = None,
             active: bool = True) -> PrimaryFact:
-    label, group, drainage, note = _SITES[site]
+    if site in _SITES:
+        label, group, drainage, note = _SITES[site]
+    else:
+        s = default_mappings().site(site)
+        label, group, drainage, note = s.label, s.group, s.drainage, s.note
     return PrimaryFact(site=site, site_label=label, group=group, drainage=drainage, note=note, active=active,
-                       source=src(ref, when, kind="Condition"))
+                       site_path=default_mappings().site_path(site), source=src(ref, when, kind="Condition"))
 
 
 def resection(when: str | None = "2020-02-01", ref: str | None = None, *, reason: tuple[str, ...] = (),
               body: tuple[str, ...] = (), code: tuple[str, ...] = (), kind: str = "primary_resection",
-              unverified: tuple[str, ...] = ()) -> ProcedureFact:
+              unverified: tuple[str, ...] = (), reason_codes: tuple[str, ...] = ()) -> ProcedureFact:
+    """``body`` and ``code``: site keys (sites.yaml) of the bodySite and of the sites the code removes."""
+    m = default_mappings()
     return ProcedureFact(kind=kind, code_groups=code, body_site_groups=body, reason_references=reason,
+                         code_site_paths=tuple(m.site_path(k) for k in code),
+                         body_site_paths=tuple(m.site_path(k) for k in body),
+                         code_site_labels=tuple(m.site(k).label for k in code),
+                         body_site_labels=tuple(m.site(k).label for k in body),
+                         other_reason_codes=reason_codes,
                          source=src(ref, when, kind="Procedure", unverified=unverified))
+
+
+def malignancy(kind: str = "code", when: str | None = "2015-01-01", ref: str | None = None, *, active: bool = True,
+               site: str | None = None, label: str = "Malignant neoplasm of breast (ICD-10-CM C50.9)",
+               has_morphology: bool = False, suspected: bool = False) -> MalignancyFact:
+    m = default_mappings()
+    s = m.site(site) if site else None
+    return MalignancyFact(kind=kind, label=label, has_morphology=has_morphology, site=site,
+                          site_label=s.label if s else "site not recorded", drainage=s.drainage if s else "review",
+                          site_path=m.site_path(site) if site else (), active=active, suspected=suspected,
+                          verification="differential" if suspected else None,
+                          source=src(ref, when, kind="Condition", value=label))
 
 
 def unusable(ref: str, concept: str, field: str = "valueString", reason: str = "text without %") -> Unusable:

@@ -286,9 +286,10 @@ def test_disease_status(m, code, trend):
     assert [f.trend for f in rec.disease_status] == [trend]
 
 
-def test_disease_status_undetermined_is_ignored(m):
+def test_disease_status_undetermined_is_kept_for_the_criterion(m):
+    # v2 (criteria.md §3 stable_disease): a latest `undetermined` makes the result indeterminate, so it is a fact
     rec = record_of([obs("97509-4", valueCodeableConcept=cc(SNOMED, "709137006"))], m)
-    assert rec.disease_status == [] and len(rec.ignored) == 1 and "undetermined" in rec.ignored[0].reason
+    assert [f.trend for f in rec.disease_status] == ["undetermined"] and rec.ignored == []
 
 
 @pytest.mark.parametrize(
@@ -375,23 +376,32 @@ def test_mcode_generic_cancer_with_morphology_and_body_site(m):
     rec = record_of([c], m)
     [p] = rec.primaries
     assert (p.site, p.group, p.drainage) == ("ileum", "small_intestine", "portal")
-    assert [(g.grade, g.kind) for g in rec.grades] == [(1, "morphology")]
+    assert p.site_path == ("ileum", "small_intestine")
+    # v2 (criteria.md §1b): 8240/3 is "neuroendocrine tumour, NOS" and gives no grade (v1 read it as G1)
+    assert rec.grades == []
 
 
 def test_generic_cancer_without_site_is_unreadable(m):
     c = cond(SNOMED, "363346000", extension=morphology_ext("8249/3"))
     rec = record_of([c], m)
-    assert [p.site for p in rec.primaries] == ["unreadable"] and rec.grades == []
+    assert [p.site for p in rec.primaries] == ["unreadable"]
+    # v2 (criteria.md §3): 8249/3 means G2 or higher
+    assert [(g.grade, g.at_least) for g in rec.grades] == [(2, True)]
 
 
 def test_generic_cancer_without_net_morphology_is_not_a_primary(m):
     plain = cond(SNOMED, "363346000", id="a")
     adeno = cond(SNOMED, "363346000", id="b", extension=morphology_ext("8140/3"))
-    assert build_records([plain, adeno], m, []) == {}
+    # v2 (criteria.md §1a, §1b): a Condition coded as a malignant neoplasm is always recognised: an other malignancy
+    [rec] = build_records([plain, adeno], m, []).values()
+    assert rec.primaries == []
+    assert [(x.kind, x.has_morphology) for x in rec.malignancies] == [("generic", False), ("generic", True)]
 
 
 def test_pancreas_subsite_needs_morphology(m):
-    assert build_records([cond(ICD, "C25.0")], m, []) == {}
+    # v2: without a NET morphology a site code is an other malignancy (it may be the NET primary recorded again)
+    [plain] = build_records([cond(ICD, "C25.0")], m, []).values()
+    assert plain.primaries == [] and [(x.kind, x.site) for x in plain.malignancies] == [("site_code", "pancreas_head")]
     rec = record_of([cond(ICD, "C25.0", extension=morphology_ext("8246/3"))], m)
     assert [p.site for p in rec.primaries] == ["pancreas_head"]
     assert [(g.grade, g.kind) for g in rec.grades] == [(3, "morphology")]
@@ -406,9 +416,9 @@ def test_morphology_code_in_condition_code(m):
 
 
 def test_unverified_morphology_is_flagged(m):
-    c = cond(SNOMED, "363346000", extension=morphology_ext("8151/3"), bodySite=[cc(SNOMED, "15776009")])
+    c = cond(SNOMED, "363346000", extension=morphology_ext("8151/3"), bodySite=[cc(SNOMED, "78961009")])
     [p] = record_of([c], m).primaries
-    assert p.source.unverified_codes == ("ICD-O-3 8151/3",)
+    assert p.source.unverified_codes == ("SNOMED 78961009",)
 
 
 def test_high_grade_diagnosis_from_inactive_condition(m):
@@ -464,10 +474,12 @@ def test_primary_resection_groups_and_reason(m):
     rec = record_of([bundle], m)
     [p] = rec.procedures
     assert p.kind == "primary_resection"
-    assert p.code_groups == ("pancreas", "small_intestine")
-    assert p.body_site_groups == ("pancreas",)
+    assert p.code_groups == ("pancreas", "small_intestine", "stomach")
+    assert p.code_site_paths == (("pancreas_head", "pancreas"), ("duodenum", "small_intestine"),
+                                 ("distal_stomach", "stomach"))
+    assert p.body_site_groups == ("pancreas",) and p.body_site_paths == (("pancreas_head", "pancreas"),)
     assert p.reason_references == ("Condition/c-1",)
-    assert p.source.unverified_codes == ("CPT 48150",)
+    assert p.source.unverified_codes == ()  # v2: CPT 48150 is V2 (codes.md)
 
 
 @pytest.mark.parametrize("status", ["in-progress", "not-done", "entered-in-error", "stopped"])
@@ -575,3 +587,116 @@ def test_patient_is_validated_only_on_the_fields_the_rules_read(m):
     records = build_records([odd_gender, bad_birth], m, problems)
     assert list(records) == ["Patient/p1"]
     assert [(p.resource, p.field) for p in problems] == [("Patient/p2", "birthDate")]
+
+
+# ------------------------------------------------------------------------------------------------- v2
+def coded(concept, **extra):
+    """A Condition whose whole ``code`` is given (cond() builds a one-coding code)."""
+    r = cond(ICD, "X", **extra)
+    r["code"] = concept
+    return r
+
+
+@pytest.mark.parametrize("text, percent, comparator", [
+    ("8%", 8.0, None), (" 8 % ", 8.0, None), ("8,5%", 8.5, None), ("<2%", 2.0, "<"), ("≤ 2 %", 2.0, "<="),
+    (">= 20%", 20.0, ">="), ("≥20%", 20.0, ">="), ("> 20 %", 20.0, ">"),
+])
+def test_v2_ki67_string_grammar_accepts(m, text, percent, comparator):
+    [k] = record_of([ki67(valueString=text)], m).ki67
+    assert (k.percent, k.comparator) == (percent, comparator)
+
+
+@pytest.mark.parametrize("text", ["8-15%", "Ki-67 15% (hot spot)", "=<2%", ".5%", "8", "ca. 5%", "5%%", "",
+                                  "1" * 201 + "%", "<" + " " * 500 + "5%"])
+def test_v2_ki67_string_grammar_rejects(m, text):
+    problems: list = []
+    records = build_records([ki67(valueString=text)], m, problems)
+    if text == "":  # an empty string fails R4B validation: reported, and it still caps low_grade
+        assert problems and records["Patient/p1"].unusable[0].concept == "ki67"
+        return
+    rec = records["Patient/p1"]
+    assert rec.ki67 == [] and [u.concept for u in rec.unusable] == ["ki67"]
+
+
+def test_v2_links_focus_and_related_condition(m):
+    related = "http://hl7.org/fhir/us/mcode/StructureDefinition/mcode-related-condition"
+    o = ki67(valueString="5%", focus=[{"reference": "Condition/a"}, {"reference": "Specimen/s"}],
+             extension=[{"url": related, "valueReference": {"reference": "Condition/b"}}])
+    [k] = record_of([o], m).ki67
+    assert k.links == ("Condition/a", "Condition/b")
+
+
+def test_v2_text_nets_and_exclusions(m):
+    local = "http://example.org/local"
+    mets = record_of([coded({"text": "Metastatic carcinoid, bone"})], m).metastases
+    assert [(x.location, x.text_only) for x in mets] == [("unspecified", True)]
+    for text in ("History of metastatic disease", "Family history of cancer", "Malignant hypertension",
+                 "Benign metastasizing leiomyoma", "Screening for malignant neoplasm"):
+        assert build_records([coded({"text": text})], m, []) == {}, text
+    assert build_records([coded({"coding": [{"system": ICD, "code": "Z80.0",
+                                                                 "display": "Family history of malignant neoplasm"}]})],
+                         m, []) == {}
+    [mal] = record_of([coded({"text": "Diffuse large B-cell lymphoma"})], m).malignancies
+    assert mal.kind == "text"
+
+
+def test_v2_condition_suspected_abatement_certainty(m):
+    ver = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+    [x] = record_of([cond(ICD, "C79.51", verificationStatus=cc(ver, "differential"),
+                          abatementDateTime="2026-03-01")], m).metastases
+    assert x.suspected and x.verification == "differential" and x.abatement == dt.date(2026, 3, 1)
+    gm = "http://fhir.de/CodeSystem/bfarm/icd-10-gm"
+    url = "http://fhir.de/StructureDefinition/icd-10-gm-diagnosesicherheit"
+    code = {"coding": [{"system": gm, "code": "C78.7", "extension": [{"url": url, "valueCoding": {"code": "Z"}}]}]}
+    [z] = record_of([coded(code)], m).metastases
+    assert not z.active
+    code["coding"][0]["extension"][0]["valueCoding"]["code"] = "A"
+    rec = build_records([coded(code)], m, [])["Patient/p1"]
+    assert rec.metastases == [] and "Diagnosesicherheit" in rec.ignored[0].reason
+
+
+def test_v2_metastasis_sites_several_codings_and_body_site(m):
+    two = {"coding": [{"system": ICD, "code": "C78.7"}, {"system": ICD, "code": "C79.51"}]}
+    [x] = record_of([coded(two)], m).metastases
+    assert x.location == "unspecified"  # liver and bone conflict: unknown site, caps
+    nos_liver = {"coding": [{"system": ICD, "code": "C7B.00"}, {"system": ICD, "code": "C7B.02"}]}
+    [y] = record_of([coded(nos_liver)], m).metastases
+    assert y.location == "liver"  # the most specific site wins
+    [n] = record_of([cond(SNOMED, "128462008", bodySite=[cc(SNOMED, "59441001")])], m).metastases
+    assert n.location == "review"
+    [t] = record_of([cond(SNOMED, "128462008", bodySite=[cc(ICDO3, "C22.0")])], m).metastases
+    assert t.location == "liver"  # ICD-O-3 topography in bodySite
+
+
+def test_v2_primary_code_and_body_site(m):
+    [p] = record_of([cond(ICD, "C7A.019", bodySite=[cc(SNOMED, "34516001")])], m).primaries
+    assert p.site == "ileum"  # a bodySite refines a NOS code
+    [q] = record_of([cond(ICD, "C7A.012", bodySite=[cc(SNOMED, "69695003")])], m).primaries
+    assert q.site == "site_conflict" and q.drainage == "review"
+    [r] = record_of([cond(ICD, "C80.1", bodySite=[cc(SNOMED, "15776009")])], m).primaries
+    assert r.site == "pancreas"
+    [s] = record_of([cond(ICD, "C7A.098", bodySite=[cc(SNOMED, "10200004")])], m).primaries
+    assert s.site == "liver" and s.drainage == "review"
+
+
+def test_v2_procedure_reasons(m):
+    pr = proc(CPT, "44140", reasonCode=[cc(ICD, "K57.32"), cc(ICD, "C7A.012")],
+              reasonReference=[{"reference": "urn:uuid:nowhere"}, {"reference": "Condition/c"}])
+    [f] = record_of([pr], m).procedures
+    assert f.other_reason_codes == ("icd-10-cm K57.32",)
+    assert f.reason_references == ("unresolved:urn:uuid:nowhere", "Condition/c")
+
+
+def test_v2_deceased_and_transplant_status(m):
+    rec = record_of([{"resourceType": "Patient", "id": "p1", "deceasedDateTime": "2025-05-01T10:00:00Z"}], m)
+    assert rec.demographics.deceased_date == dt.date(2025, 5, 1)
+    [t] = record_of([cond(ICD, "Z94.4")], m).transplant_status
+    assert "Z94.4" in t.label
+
+
+def test_v2_prefilter_passes_conditions_patterns_and_ki67_names(m):
+    pf = RawPrefilter(m)
+    assert pf.wants(b'{"resourceType":"Condition","id":"x","code":{"text":"Knochenmetastasen"}}')
+    assert pf.wants(b'{"resourceType":"Procedure","id":"x","code":{"coding":[{"code":"5-504.0"}]}}')
+    assert pf.wants(b'{"resourceType":"Observation","id":"x","code":{"text":"Ki67 index"}}')
+    assert not pf.wants(b'{"resourceType":"Observation","id":"x","code":{"coding":[{"code":"8310-5"}]}}')

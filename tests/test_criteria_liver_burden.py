@@ -1,5 +1,5 @@
 import pytest
-from builders import AS_OF, burden, record, rules, unusable
+from builders import AS_OF, D, burden, record, rules, unusable
 
 from milan_fhir._criteria.liver_burden import evaluate
 from milan_fhir._domain import Status
@@ -41,8 +41,9 @@ def test_after_as_of_and_undated_ignored():
     assert res.status is Status.INDETERMINATE
     res = run(liver_burden=[burden(20, None, ref="Observation/nodate")])
     assert res.status is Status.INDETERMINATE and "Observation/nodate" in res.reason
-    # an undated high value does not override a dated low one
-    assert run(liver_burden=[burden(20, "2025-05-01"), burden(80, None)]).status is Status.MET
+    # v2 (criteria.md §1d): an undated value at or above the limit caps; an undated low one is ignored
+    assert run(liver_burden=[burden(20, "2025-10-01"), burden(80, None)]).status is Status.INDETERMINATE
+    assert run(liver_burden=[burden(20, "2025-10-01"), burden(10, None)]).status is Status.MET
     assert run(liver_burden=[burden(20, "2026-01-15")]).status is Status.MET  # on as_of counts
 
 
@@ -65,3 +66,25 @@ def test_none_indeterminate_reports_unusable():
     assert res.status is Status.INDETERMINATE
     assert res.missing and "liver" in res.missing[0]
     assert "Observation/odd" in res.reason
+
+
+# ------------------------------------------------------------------------------------------------- v2
+def test_burden_window_staleness_first():
+    # as of 2026-01-15 the window starts on 2025-07-15 (inclusive)
+    assert run(liver_burden=[burden(25, "2025-07-15")]).status is Status.MET
+    res = run(liver_burden=[burden(25, "2025-07-14", ref="Observation/old")])
+    assert res.status is Status.INDETERMINATE and "older than 6 months" in res.reason and "Observation/old" in res.reason
+    # stale is decided first: an old high value no longer decides
+    assert run(liver_burden=[burden(80, "2024-01-01")]).status is Status.INDETERMINATE
+
+
+def test_newer_unusable_burden_caps():
+    ok = burden(25, "2025-10-01")
+    newer = unusable("Observation/u", "liver_burden").model_copy(update={"date": D("2025-12-01")})
+    res = run(liver_burden=[ok], unusable=[newer])
+    assert res.status is Status.INDETERMINATE and "Observation/u" in res.reason
+    same_day = newer.model_copy(update={"date": D("2025-10-01")})
+    assert run(liver_burden=[ok], unusable=[same_day]).status is Status.INDETERMINATE
+    assert run(liver_burden=[burden(60, "2025-10-01")], unusable=[same_day]).status is Status.NOT_MET
+    older = newer.model_copy(update={"date": D("2025-09-01")})
+    assert run(liver_burden=[ok], unusable=[older]).status is Status.MET

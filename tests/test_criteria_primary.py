@@ -122,3 +122,88 @@ def test_unverified_code_flagged():
     res = run(primaries=[p], procedures=[proc])
     assert res.status is Status.MET
     assert "CPT 48150" in res.reason and "unverified" in res.reason
+
+
+# ------------------------------------------------------------------------------------------------- v2
+def _run(**facts):
+    from builders import AS_OF, record, rules
+
+    return evaluate(record(**facts), rules(), AS_OF)
+
+
+def test_site_tree_matching_of_resections():
+    from builders import primary, resection
+
+    ileal = primary("ileum", ref="Condition/p")
+    jejunal = primary("jejunum", ref="Condition/p")
+    duodenal = primary("duodenum", ref="Condition/p")
+    sin = primary("small_intestine", ref="Condition/p")
+    enterectomy = resection(code=("jejunum", "ileum"))
+    hemi = resection(code=("terminal_ileum", "cecum", "ascending_colon", "appendix"))
+    whipple = resection(code=("pancreas_head", "duodenum", "distal_stomach"))
+    assert _run(primaries=[ileal], procedures=[enterectomy]).status is Status.MET
+    assert _run(primaries=[sin], procedures=[enterectomy]).status is Status.MET
+    assert _run(primaries=[duodenal], procedures=[enterectomy]).status is Status.INDETERMINATE
+    assert _run(primaries=[ileal], procedures=[hemi]).status is Status.MET
+    assert _run(primaries=[jejunal], procedures=[hemi]).status is Status.INDETERMINATE
+    assert _run(primaries=[ileal], procedures=[whipple]).status is Status.INDETERMINATE
+    assert _run(primaries=[duodenal], procedures=[whipple]).status is Status.MET
+    # a mapped bodySite decides the Procedure's site, not its code
+    whipple_on_stomach = resection(code=("pancreas_head", "duodenum", "distal_stomach"), body=("pancreas",))
+    assert _run(primaries=[primary("stomach", ref="Condition/p")], procedures=[whipple_on_stomach]).status \
+        is Status.INDETERMINATE
+
+
+def test_reason_reference_and_reason_code():
+    from builders import primary, resection
+
+    p = primary("ileum", ref="Condition/p")
+    for_other = resection(code=("jejunum", "ileum"), reason=("Condition/diverticulitis",))
+    res = _run(primaries=[p], procedures=[for_other])
+    assert res.status is Status.INDETERMINATE and "Condition/diverticulitis" in res.reason
+    unresolved = resection(code=("jejunum", "ileum"), reason=("unresolved:urn:uuid:gone",))
+    assert _run(primaries=[p], procedures=[unresolved]).status is Status.INDETERMINATE
+    coded = resection(code=("jejunum", "ileum"), reason_codes=("icd-10-cm K57.32",))
+    res = _run(primaries=[p], procedures=[coded])
+    assert res.status is Status.INDETERMINATE and "K57.32" in res.reason
+    # named for the primary: counts whatever its code's sites
+    named = resection(code=("colon",), reason=("Condition/p",))
+    assert _run(primaries=[p], procedures=[named]).status is Status.MET
+    # linked to another primary NET Condition of a matching site: may count for this one
+    p2 = primary("small_intestine", ref="Condition/p2")
+    to_other_net = resection(code=("jejunum", "ileum"), reason=("Condition/p2",))
+    assert _run(primaries=[p, p2], procedures=[to_other_net]).status is Status.MET
+
+
+def test_resection_lead_months():
+    from builders import primary, resection
+
+    p = primary("ileum", ref="Condition/p", when="2020-07-01")
+    assert _run(primaries=[p], procedures=[resection("2020-01-01", code=("ileum",))]).status is Status.MET
+    old = resection("1990-05-01", code=("ileum",))
+    res = _run(primaries=[p], procedures=[old])
+    assert res.status is Status.INDETERMINATE and "30 years before the NET was recorded" in res.reason
+    assert _run(primaries=[p], procedures=[resection("1990-05-01", reason=("Condition/p",))]).status is Status.MET
+    undated = primary("ileum", ref="Condition/p", when=None)
+    assert _run(primaries=[undated], procedures=[old]).status is Status.MET
+
+
+def test_suspected_primary_adds_indeterminate_only_where_not_met():
+    from builders import primary, resection
+
+    p = primary("ileum", ref="Condition/p")
+    done = resection(reason=("Condition/p",))
+    sus_lung = primary("lung", ref="Condition/s").model_copy(update={"suspected": True, "verification": "provisional"})
+    res = _run(primaries=[p, sus_lung], procedures=[done])
+    assert res.status is Status.INDETERMINATE and "Condition/s" in res.reason and "confirm or refute" in res.reason
+    sus_ileal = primary("ileum", ref="Condition/s").model_copy(update={"suspected": True, "verification": "provisional"})
+    assert _run(primaries=[p, sus_ileal], procedures=[done, resection(reason=("Condition/s",))]).status is Status.MET
+    # a suspected primary alone is never met
+    assert _run(primaries=[sus_ileal], procedures=[resection(reason=("Condition/s",))]).status is Status.INDETERMINATE
+
+
+def test_primary_in_the_liver_is_review_with_the_hepatic_reason():
+    from builders import primary
+
+    res = _run(primaries=[primary("liver", ref="Condition/p")])
+    assert res.status is Status.INDETERMINATE and "primary hepatic NET is rare" in res.reason

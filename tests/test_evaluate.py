@@ -7,6 +7,7 @@ from builders import (
     burden,
     grade,
     ki67,
+    metastasis,
     patient,
     primary,
     record,
@@ -75,11 +76,14 @@ def eligible_record(**over):
         ki67=[ki67(4)],
         liver_burden=[burden(30)],
         primaries=[p],
+        # v2 (criteria.md §1c): without a liver metastasis record the verdict is capped
+        metastases=[metastasis("liver", ref="Condition/nelm", site="liver", label="liver")],
         procedures=[resection(reason=("Condition/prim",))],
         disease_status=[status("stable", "2025-03-01"), status("stable", "2025-12-01")],
         staging=[staging(False, "2025-12-01")],
         ignored=[Ignored(reference="Observation/gone", reason="status preliminary")],
-        unusable=[unusable("Observation/odd", "ki67")],
+        # v2: an unusable Ki-67 would cap low_grade; a count that cannot be read caps nothing
+        unusable=[unusable("Observation/odd", "liver_metastasis_count")],
         inputs={"Patient/p1": "1", "Observation/x": None},
     )
     facts.update(over)
@@ -196,4 +200,4 @@ def test_random_records_never_raise_and_met_has_evidence(rec, as_of, rule_set):
             assert s.date is None or s.date <= as_of or name == "age"
     ev = evaluate_record(rec, rs, as_of, "v")
     assert list(ev.criteria) == list(CRITERIA)
-    assert ev.verdict is verdict(ev.criteria)
+    assert ev.verdict is verdict(ev.criteria, ev.cautions)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
-from .._domain import Ignored, PatientRecord
+from .._domain import Ignored, MetastasisFact, PatientRecord, Source, Unusable
 from .._mappings import Mappings
 from ..errors import InputError, ResourceError
 from . import _condition, _observation, _patient, _procedure
@@ -99,7 +99,11 @@ def adapt_resource(
     fault = validation_fault(resource)
     if fault is not None:
         field, reason = fault
-        raise ResourceError(f"invalid {rtype}: {reason}", file=file, line=line, resource=reference, field=field or None)
+        err = ResourceError(f"invalid {rtype}: {reason}", file=file, line=line, resource=reference, field=field or None)
+        # criteria.md §6 (v2): reported and skipped, and where it is recognisably of a criterion's kind it also
+        # caps that criterion: ``err.adapted`` (when not None) carries the capping facts for the patient
+        err.adapted = _capping(resource, rtype, kind, reference, resolve, field, reason)  # type: ignore[attr-defined]
+        raise err
     patient = reference if rtype == "Patient" else _subject(resource, resolve, file, line, reference)
     fault = key_fault(patient, "subject")  # a key resolved through another entry's fullUrl
     if fault is not None:
@@ -116,6 +120,48 @@ def adapt_resource(
         _condition.adapt(ctx, kind)
     else:
         _procedure.adapt(ctx, *kind)
+    return out
+
+
+#: Observation concepts whose invalid resources cap a criterion, and the concept of the Unusable they give
+_CAPPING_CONCEPTS = {
+    "ki67": "ki67",
+    _observation.UNMAPPED_KI67: "ki67",
+    "histologic_grade": "histologic_grade",
+    "morphology_observation": "histologic_grade",
+    "liver_burden": "liver_burden",
+    "disease_status": "disease_status",
+    "extrahepatic_staging": "extrahepatic_staging",
+}
+
+
+def _capping(resource: dict[str, Any], rtype: str, kind: Any, reference: str, resolve: Any, field: str,
+             reason: str) -> Adapted | None:
+    """The facts an invalid resource of a criterion's kind still gives: an Unusable value (an Observation) or a
+    metastasis of unknown site (a metastasis Condition). None when its patient cannot be told."""
+    if rtype not in ("Observation", "Condition"):
+        return None
+    try:
+        patient = _subject(resource, _as_resolver(resolve), None, None, reference)
+    except InputError:
+        return None
+    out = Adapted(patient=patient, reference=reference, version=version_of(resource),
+                  concept=_concept(rtype, kind), counted=False, invalid=True)
+    why = f"the resource fails validation ({field or 'resource'}: {reason}), so its value cannot be used"
+    if rtype == "Observation":
+        concept = _CAPPING_CONCEPTS.get(kind[0])
+        if concept is None:
+            return None
+        when = _observation.clinical_date(resource)
+        out.unusable.append(Unusable(reference=reference, concept=concept, field=field or "resource", reason=why,
+                                     date=when))
+        return out
+    if kind.concept != "metastasis":
+        return None
+    src = Source(reference=reference, version=out.version, value=f"metastasis Condition that {why}",
+                 date=_condition.clinical_date(resource))
+    out.facts.append(("metastases", MetastasisFact(site=None, site_label="site not readable", location="unspecified",
+                                                   source=src)))
     return out
 
 
@@ -158,7 +204,7 @@ def build_records(
                 pending.setdefault(adapted.patient, []).append(adapted)
             if adapted.counted:
                 stats.counted += 1
-            else:
+            elif not adapted.invalid:
                 stats.ignored += 1
     for key, waiting in pending.items():
         settle_pending(records[key], waiting)
@@ -185,7 +231,7 @@ def _adapt_reported(
     except InputError as exc:
         stats.invalid += 1
         problems.append(InputProblem.from_error(exc))
-        return None
+        return getattr(exc, "adapted", None)  # the capping facts of an invalid resource of a criterion's kind
     if adapted is None:
         stats.irrelevant += 1
     return adapted

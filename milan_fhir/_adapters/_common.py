@@ -29,6 +29,8 @@ class Adapted:
     ignored: list[Ignored] = field(default_factory=list)
     unusable: list[Unusable] = field(default_factory=list)
     counted: bool = True
+    #: the resource failed validation (reported as a problem): these are only the facts that cap a criterion
+    invalid: bool = False
     #: facts that count only if the record holds a liver metastasis Condition among the references
     #: (a tumour size whose ``focus`` is a Condition): settled by :func:`settle_pending` once all is read
     pending: list[tuple[str, Any, tuple[str, ...]]] = field(default_factory=list)
@@ -82,8 +84,12 @@ class Ctx:
         self.out.ignored.append(Ignored(reference=self.reference, reason=reason))
         self.out.counted = False
 
-    def unusable(self, concept: str, field: str, reason: str) -> None:
-        self.out.unusable.append(Unusable(reference=self.reference, concept=concept, field=field, reason=reason))
+    def unusable(
+        self, concept: str, field: str, reason: str, *, when: date | None = None, links: tuple[str, ...] = ()
+    ) -> None:
+        self.out.unusable.append(
+            Unusable(reference=self.reference, concept=concept, field=field, reason=reason, date=when, links=links)
+        )
 
 
 def version_of(resource: dict[str, Any]) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._dates import parse_partial_date
+from .._dates import parse_clinical_date, parse_partial_date
 from .._domain import PatientFact
 from ._common import Ctx
 
@@ -15,4 +15,18 @@ def adapt(ctx: Ctx) -> None:
     if raw is not None and born is None:
         ctx.unusable("age", "birthDate", f"birthDate {raw!r} is not a date")
     words = f"born {born}" if born else "birth date not recorded"
-    ctx.add("demographics", PatientFact(birth_date=born, source=ctx.source(words, None)))
+    pat = ctx.resource
+    deceased = pat.get("deceasedBoolean") if isinstance(pat.get("deceasedBoolean"), bool) else None
+    died, unreadable = None, None
+    if "deceasedDateTime" in pat:
+        died = parse_clinical_date(pat.get("deceasedDateTime"))
+        if died is None:
+            raw_died = pat.get("deceasedDateTime")
+            unreadable = f"deceasedDateTime {str(raw_died)[:40]!r} is not a date"
+            ctx.unusable("deceased", "deceasedDateTime", unreadable)
+        else:
+            words += f", deceased {died}"
+    if deceased:
+        words += ", deceased"
+    ctx.add("demographics", PatientFact(birth_date=born, deceased=deceased, deceased_date=died,
+                                        deceased_unreadable=unreadable, source=ctx.source(words, None)))

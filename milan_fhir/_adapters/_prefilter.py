@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 
 from .._mappings import CODE_SECTIONS, Mappings
+from ._observation import CONCEPTS as _OBSERVATION_CONCEPTS
+from ._procedure import CONCEPTS as _PROCEDURE_CONCEPTS
 
 __all__ = ["RawPrefilter", "PREFILTER_SECTIONS", "KI67_WORDS"]
 
@@ -34,6 +36,8 @@ PREFILTER_SECTIONS = tuple(s for s in CODE_SECTIONS if s != "body_sites" and not
 #: parts: "Ki-67", "Ki 67", "Ki‑67" with a non-breaking hyphen, "MIB-1").
 KI67_WORDS = re.compile(rb"(?i)(?:ki[^a-z0-9]{0,4}67|mib[^a-z0-9]{0,4}1)")
 
+#: the sections that make an Observation or Procedure line relevant (Condition lines are always kept)
+_TYPED_BY_CODE = frozenset((*_OBSERVATION_CONCEPTS, *_PROCEDURE_CONCEPTS))
 _ALWAYS = frozenset((b"Patient", b"Condition", b"Bundle"))
 _BY_CODE = frozenset((b"Observation", b"Procedure"))
 _ALWAYS_LITERALS = (b'"Patient"', b'"Condition"', b'"Bundle"')
@@ -60,14 +64,31 @@ class RawPrefilter:
     """``RawPrefilter(mappings).wants(line)``: False only for lines the adapters would skip anyway."""
 
     def __init__(self, mappings: Mappings) -> None:
+        self._keep_by_code = False
         keys = set()
         chars: set[str] = set()
         for section in PREFILTER_SECTIONS:
             for entry in mappings.codes_of(section):
                 keys.add(_key(entry.code.encode("utf-8")))
                 chars.update(entry.code)
+            # pattern entries (a hospital may layer ``44141-44147`` or a prefix): their common leading characters
+            # become a parent key (any code under it is kept); a pattern with no such head keeps every
+            # Observation/Procedure line (sound, only slower)
+            for entry in (mappings.patterns_of(section) if section in _TYPED_BY_CODE else ()):
+                head = _pattern_head(entry.match, entry.code)
+                chars.update(entry.code)
+                if len(head) >= _MIN_PREFIX:
+                    keys.add(_key(head.encode("utf-8")))
+                else:
+                    self._keep_by_code = True
         keys.discard(b"")
         self._keys = frozenset(keys)
+        # Ki-67 names of the mappings (layered files may add some) beside the built-in spellings
+        extra = [n for n in mappings.text_nets.ki67_names if not KI67_WORDS.search(n.encode("utf-8"))]
+        self._ki67 = (
+            re.compile(KI67_WORDS.pattern + b"|" + b"|".join(re.escape(n.encode("utf-8")) for n in extra), re.I)
+            if extra else KI67_WORDS
+        )
         self._lengths = sorted({len(k) for k in keys})
         # escapes whose character could be part of a mapped code keep their line (rule 1)
         self._escapes = tuple(esc for esc, ch in _ESCAPES.items() if ch in chars)
@@ -88,13 +109,15 @@ class RawPrefilter:
             return True
         elif rtype not in _BY_CODE:
             return False
+        if self._keep_by_code:
+            return True
         # values repeat across an export (units, categories, the same lab codes and displays): remember each
         # value's answer (bounded), so most values cost one dict look-up
         seen = self._seen
         for value in _VALUES.findall(line):
             hit = seen.get(value)
             if hit is None:
-                hit = value.endswith(b"\\") or self._mapped(value) or KI67_WORDS.search(value) is not None
+                hit = value.endswith(b"\\") or self._mapped(value) or self._ki67.search(value) is not None
                 if len(seen) < _SEEN_MAX and len(value) <= 256:
                     seen[value] = hit
             if hit:
@@ -108,6 +131,19 @@ class RawPrefilter:
             return True
         # a child code under a mapped parent (C7A.0 under C7A, a 5-character ICD-10-GM code, OPS 5-455.41)
         return any(key[:n] in keys for n in self._lengths if _MIN_PREFIX <= n < len(key))
+
+
+def _pattern_head(kind: str, code: str) -> str:
+    """The leading characters every code under a pattern entry starts with ('' when there are none)."""
+    if kind == "prefix":
+        return code
+    if kind == "range":
+        lo, _, hi = code.partition("-")
+        n = 0
+        while n < min(len(lo), len(hi)) and lo[n] == hi[n]:
+            n += 1
+        return lo[:n]
+    return ""  # suffix: any head
 
 
 def _leading_type(line: bytes) -> bytes | None:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable, Mapping
 
-from .._dates import parse_clinical_date
-from .._mappings import CodeEntry
+from .._dates import parse_clinical_date, parse_clinical_date_latest
+from .._mappings import ICDO3, CodeEntry, Mappings
 
 __all__ = [
     "codings",
@@ -21,9 +21,17 @@ __all__ = [
     "make_resolver",
     "number_text",
     "first_date",
+    "first_date_span",
     "period_part",
     "unverified",
+    "body_site_entries",
+    "combine_sites",
+    "texts_of",
+    "MAX_VALUE_TEXT",
 ]
+
+#: a value text longer than this is unusable without being pattern-matched (hostile input stays cheap)
+MAX_VALUE_TEXT = 200
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -84,8 +92,11 @@ class Percent:
     problem: str | None = None
 
 
-_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": ">=", "=<": "<=", "=>": ">="}
-_PERCENT_TEXT = re.compile(r"^\s*(<=|>=|=<|=>|≤|≥|<|>)?\s*(\d+(?:[.,]\d+)?|[.,]\d+)\s*%\s*$")
+_COMPARATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "≤": "<=", "≥": ">="}
+#: (v2) criteria.md §3, exactly: an optional comparator, optional spaces, a number with ``.`` or ``,`` as decimal
+#: separator, optional spaces, ``%``; surrounding spaces are stripped before matching. Linear: every part is a
+#: single run of one character class, and the text is at most MAX_VALUE_TEXT characters long.
+_PERCENT_TEXT = re.compile(r"(<=|>=|≤|≥|<|>)?\s*([0-9]+(?:[.,][0-9]+)?)\s*%")
 
 
 def read_percent(obs: dict[str, Any]) -> Percent:
@@ -131,9 +142,12 @@ def _percent_from_string(text: Any) -> Percent:
     field = "valueString"
     if not isinstance(text, str):
         return Percent(field=field, problem="valueString is not text")
-    m = _PERCENT_TEXT.match(text)
+    if len(text) > MAX_VALUE_TEXT:
+        return Percent(field=field, problem=f"text of {len(text)} characters is not a percentage such as 8% or <2%")
+    stripped = text.strip()
+    m = _PERCENT_TEXT.fullmatch(stripped)
     if not m:
-        return Percent(field=field, problem=f"text {text.strip()!r} is not a percentage such as 8% or <2%")
+        return Percent(field=field, problem=f"text {stripped!r} is not a percentage such as 8% or <2%")
     comparator = _COMPARATORS[m.group(1)] if m.group(1) else None
     return _checked(float(m.group(2).replace(",", ".")), comparator, field)
 
@@ -202,5 +216,62 @@ def first_date(*values: Any) -> date | None:
     return None
 
 
+def first_date_span(*values: Any) -> tuple[date | None, date | None]:
+    """(earliest, latest) possible UTC day of the first value that is a FHIR date/dateTime (``2025-06`` ->
+    2025-06-01, 2025-06-30); (None, None) when none is."""
+    for v in values:
+        d = parse_clinical_date(v)
+        if d is not None:
+            return d, parse_clinical_date_latest(v) or d
+    return None, None
+
+
 def period_part(period: Any, part: str) -> Any:
     return period.get(part) if isinstance(period, dict) else None
+
+
+# ---------------------------------------------------------------------------------------------- sites
+def body_site_entries(mappings: Mappings, concepts: Any) -> tuple[list[CodeEntry], int]:
+    """Mapped entries of a bodySite list (SNOMED body structures, or ICD-O-3 topography read with the ICD-10
+    site table, criteria.md §1 v2), and how many codings were not mapped."""
+    found: list[CodeEntry] = []
+    unmapped = 0
+    for system, code in codings_of_all(concepts):
+        hit = mappings.match("body_sites", system, code)
+        if hit is None and system and code and mappings.canonical_system(system) == ICDO3:
+            hit = mappings.match("primary_net_by_morphology", "http://hl7.org/fhir/sid/icd-10-cm", code) or \
+                mappings.match("topography_sites", ICDO3, code)
+        if hit is not None and hit.site:
+            found.append(hit)
+        elif code:
+            unmapped += 1
+    return found, unmapped
+
+
+def combine_sites(mappings: Mappings, keys: list[str]) -> tuple[str | None, bool]:
+    """The most specific of site keys that lie on one branch of the site tree, and whether they conflict.
+
+    ``(None, False)`` for no keys; ``(None, True)`` when two keys do not contain one another."""
+    distinct = list(dict.fromkeys(k for k in keys if k))
+    if not distinct:
+        return None, False
+    paths = sorted((mappings.site_path(k) or (k,) for k in distinct), key=len, reverse=True)
+    deepest = paths[0]
+    for p in paths[1:]:
+        if p[0] not in deepest:
+            return None, True
+    return deepest[0], False
+
+
+def texts_of(concept: Any, limit: int = 4096) -> list[str]:
+    """``text`` and every coding's ``display`` of a CodeableConcept, each cut to ``limit`` characters."""
+    if not isinstance(concept, dict):
+        return []
+    out = []
+    t = concept.get("text")
+    if isinstance(t, str):
+        out.append(t[:limit])
+    for c in as_list(concept.get("coding")):
+        if isinstance(c, dict) and isinstance(c.get("display"), str):
+            out.append(c["display"][:limit])
+    return out

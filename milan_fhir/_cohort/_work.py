@@ -156,6 +156,9 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             ad = adapt_resource(obj, mappings, resolve=resolve, located=Located(obj, path, line_no, full_url))
         except InputError as exc:
             errors.append(_error(line_no, exc.reason, exc.resource, exc.field))
+            ad = getattr(exc, "adapted", None)  # an invalid resource of a criterion's kind still caps it (v2 §6)
+            if ad is not None:
+                sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no))
             return
         except Exception as exc:  # noqa: BLE001 - one resource must not stop a cohort run; reported, not silent
             key = _key(obj)

@@ -1,24 +1,30 @@
-"""``low_grade`` — low-grade histology (criteria.md §3, §3a, §4).
+"""``low_grade`` — low-grade histology (criteria.md §3, §3a, §4, §1a, §1b, §1d).
+
+Evidence counts only for the NET (§1a): a Ki-67 or grade about another tumour is dropped; an unlinked one beside
+another malignancy is ambiguous and cannot make the criterion met or not met by itself.
 
 Rule-set mode ``ki67``: Ki-67 below [ki67_limit_percent]; the highest value counts; any high-grade evidence
-(G3, carcinoma morphology or diagnosis) is ``not_met`` whatever the Ki-67; without a usable Ki-67, G1 meets and
-G2 needs a Ki-67 value.
+(G3, carcinoma morphology or diagnosis) is ``not_met`` whatever the Ki-67; an unusable Ki-67 or grade caps at
+``indeterminate`` (§1b); without a usable Ki-67, G1 meets and G2 needs a Ki-67 value.
 Rule-set mode ``grade``: G1 or G2 meet, G3 or carcinoma do not; Ki-67 is turned into a grade by
-[grade_ki67_cutoffs] (below the first: G1; up to the second: G2; above it: G3).
+[grade_ki67_cutoffs] (below the first: G1; up to the second: G2; above it: G3). A "G2 or higher" finding (ICD-O-3
+8249/3) under ``open_grade_reading: open`` is settled only by an explicit G2 or a Ki-67 of 3-20 % (met), or by
+G3 evidence or a Ki-67 above 20 % (not met).
 """
 
 from __future__ import annotations
 
 from datetime import date
 
-from .._domain import CriterionResult, GradeFact, Ki67Fact, PatientRecord, RuleSet, Source, Status
-from ._common import cite, counts_existence, decides_high, fmt_pct, fmt_value, result, unusable_clause, unusable_of, valid_percent
+from .._domain import CriterionResult, GradeFact, Ki67Fact, PatientRecord, RuleSet, Source, Status, Unusable
+from ._attribution import net_view
+from ._common import cite, counts_existence, decides_high, fmt_pct, fmt_value, result, valid_percent
 
 NAME = "low_grade"
-_CONCEPTS = ("ki67", "histologic_grade", "grade")
 _KI67 = "a Ki-67 index (LOINC 29593-1) on the primary or a metastasis"
 _EXACT_KI67 = "an exact Ki-67 index (LOINC 29593-1, a value rather than a bound) on the primary or a metastasis"
 _GRADE = "a histologic grade (LOINC 21858-6: G1, G2 or G3) of the primary or a metastasis"
+_LINK = "Observation.focus linking the value to the NET, or a NET-specific value"
 
 
 def _cite_grade(g: GradeFact) -> str:
@@ -30,17 +36,43 @@ def _cite_ki67(k: Ki67Fact) -> str:
 
 
 def _highest(values: list[Ki67Fact]) -> Ki67Fact:
-    return max(values, key=lambda k: (k.percent, k.source.reference))
+    return max(values, key=lambda k: (k.percent, k.comparator in (">", ">="), k.source.reference))
+
+
+def _cite_unusable(u: Unusable) -> str:
+    return f"{u.reference} ({u.field}: {u.reason})"
 
 
 def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionResult:
-    grades = [g for g in record.grades if counts_existence(g.source, as_of)]
-    ki67_all = [k for k in record.ki67 if counts_existence(k.source, as_of)]
+    view = net_view(record, rules, as_of)
+    ambiguous: dict[str, str] = {}
+    grades: list[GradeFact] = []
+    for g in record.grades:
+        if not counts_existence(g.source, as_of):
+            continue
+        a = view.grade(g)
+        if a.kind == "other":
+            continue
+        if a.kind == "ambiguous":
+            ambiguous[g.source.reference] = a.why
+        grades.append(g)
+    ki67_all: list[Ki67Fact] = []
+    for k in record.ki67:
+        if not counts_existence(k.source, as_of):
+            continue
+        a = view.attribute(k.links, k.source.date, requires_link=k.requires_link)
+        if a.kind == "other":
+            continue
+        if a.kind == "ambiguous":
+            ambiguous[k.source.reference] = a.why
+        ki67_all.append(k)
     ki67 = [k for k in ki67_all if valid_percent(k.percent)]
-    notes = [unusable_clause(unusable_of(record, _CONCEPTS))]
-    if len(ki67) < len(ki67_all):
-        notes.append("Ki-67 values that are not valid percentages not used: " + ", ".join(
-            k.source.reference for k in ki67_all if not valid_percent(k.percent)))
+    bad = [u for u in record.unusable if u.concept in ("ki67", "histologic_grade")
+           and (u.date is None or u.date <= as_of) and view.attribute(u.links, u.date).kind != "other"]
+    bad_ref = [k for k in ki67_all if not valid_percent(k.percent)]
+
+    def is_amb(s: Source) -> bool:
+        return s.reference in ambiguous
 
     grade_mode = rules.low_grade_mode == "grade"
     g1_max, g2_max = rules.grade_ki67_cutoffs
@@ -50,20 +82,22 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
         threshold, inclusive = rules.ki67_limit_percent, True  # at or above the limit
     decided = [(k, decides_high(k.percent, k.comparator, threshold, inclusive)) for k in ki67]
 
-    # 1. High-grade evidence settles it whatever else is recorded.
+    # 1. High-grade evidence settles it whatever else is recorded (ambiguous evidence cannot, §1a).
     high_grades = [g for g in grades if g.grade == 3]
     high_ki67 = [k for k, d in decided if d is True]
-    if high_grades or high_ki67:
+    firm_high_grades = [g for g in high_grades if not is_amb(g.source)]
+    firm_high_ki67 = [k for k in high_ki67 if not is_amb(k.source)]
+    if firm_high_grades or firm_high_ki67:
         clauses = []
         evidence: list[Source] = []
-        if high_grades:
+        if firm_high_grades:
             clauses.append(
-                "High-grade evidence " + ", ".join(_cite_grade(g) for g in high_grades)
+                "High-grade evidence " + ", ".join(_cite_grade(g) for g in firm_high_grades)
                 + " rules out low-grade histology whatever the Ki-67"
             )
-            evidence += [g.source for g in high_grades]
-        if high_ki67:
-            top = _highest(high_ki67)
+            evidence += [g.source for g in firm_high_grades]
+        if firm_high_ki67:
+            top = _highest(firm_high_ki67)
             if grade_mode:
                 clauses.append(
                     f"Highest Ki-67 is {_cite_ki67(top)}, above the {fmt_pct(g2_max)} % cut-off of grade G3 "
@@ -74,10 +108,35 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
                     f"Highest Ki-67 is {_cite_ki67(top)}, at or above the {fmt_pct(threshold)} % limit of {rules.name}"
                 )
             evidence.append(top.source)
-        reason = "; ".join(clauses)
-        return result(NAME, Status.NOT_MET, reason, evidence)
+        return result(NAME, Status.NOT_MET, "; ".join(clauses), evidence)
 
-    # 2. Ki-67 values present, none high.
+    # 2. Nothing firm rules it out; what stops it from being met (criteria.md §1b, §1d)?
+    blockers: list[str] = []
+    block_missing: list[str] = []
+    block_evidence: list[Source] = []
+    amb_high = [*(g.source for g in high_grades), *(k.source for k in high_ki67)]
+    if amb_high:
+        s = amb_high[0]
+        blockers.append(f"high-grade evidence {s.value or s.reference} ({cite(s)}) may be another tumour's: "
+                        f"{ambiguous[s.reference]}")
+        block_evidence += amb_high
+        block_missing.append(_LINK)
+    if bad or bad_ref:
+        names = [_cite_unusable(u) for u in bad] + [f"{k.source.reference} (not a valid percentage)" for k in bad_ref]
+        blockers.append("Ki-67 or grade that cannot be read: " + ", ".join(names))
+        block_missing.append("a readable value for " + ", ".join([u.reference for u in bad]
+                                                                  + [k.source.reference for k in bad_ref]))
+    if blockers:
+        also = ""
+        if ki67:
+            also = f" (highest usable Ki-67 {_cite_ki67(_highest(ki67))})"
+        elif grades:
+            top = max(grades, key=lambda g: g.grade)
+            also = f" (highest grade {_cite_grade(top)})"
+        return result(NAME, Status.INDETERMINATE, "Not settled: " + "; ".join(blockers) + also,
+                      evidence=block_evidence, missing=block_missing + ([_KI67] if not ki67 else []))
+
+    # 3. Ki-67 values present, none high.
     if ki67:
         undecided = [k for k, d in decided if d is None]
         if undecided:
@@ -95,39 +154,46 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
                 f"Ki-67 {bounds} {why}",
                 evidence=[k.source for k in ki67],
                 missing=(_EXACT_KI67,) if not grade_mode else (_EXACT_KI67, _GRADE),
-                notes=notes,
             )
         top = _highest(ki67)
-        if grade_mode:
-            if all(decides_high(k.percent, k.comparator, g1_max, True) is False for k in ki67):
-                derived = f"grade G1 (below {fmt_pct(g1_max)} %)"
-            elif top.comparator is None:
-                derived = f"grade G2 ({fmt_pct(g1_max)} to {fmt_pct(g2_max)} %)"
-            else:
-                derived = f"grade G1 or G2 (at most {fmt_pct(g2_max)} %)"
-            low = [g for g in grades if g.grade in (1, 2)]
-            tail = ""
-            if low:
-                tail = "; grade findings " + ", ".join(_cite_grade(g) for g in low)
+        if is_amb(top.source):
             return result(
-                NAME,
-                Status.MET,
-                f"Highest Ki-67 is {_cite_ki67(top)}, {derived} by the WHO 2019 cut-offs{tail}; "
-                f"G1 or G2 meets {rules.name}",
-                evidence=[k.source for k in ki67] + [g.source for g in low],
+                NAME, Status.INDETERMINATE,
+                f"Highest Ki-67 is {_cite_ki67(top)}, but it may be another tumour's: {ambiguous[top.source.reference]}",
+                evidence=[top.source], missing=(_LINK,),
             )
+        if grade_mode:
+            return _grade_mode_with_ki67(rules, ki67, grades, top, is_amb)
         return result(
             NAME,
             Status.MET,
             f"Highest Ki-67 is {_cite_ki67(top)}, below the {fmt_pct(threshold)} % limit of {rules.name}",
-            evidence=[k.source for k in ki67],
+            evidence=[k.source for k in ki67 if not is_amb(k.source)],
         )
 
-    # 3. No usable Ki-67: the grade decides, if it can.
+    # 4. No usable Ki-67: the grade decides, if it can.
     if grades:
         top_grade = max(g.grade for g in grades)
         at_top = [g for g in grades if g.grade == top_grade]
         cited = ", ".join(_cite_grade(g) for g in at_top)
+        firm = [g for g in at_top if not is_amb(g.source)]
+        if not firm:
+            g = at_top[0]
+            return result(NAME, Status.INDETERMINATE,
+                          f"Highest grade is {cited}, but it may be another tumour's: {ambiguous[g.source.reference]}",
+                          evidence=[g.source], missing=(_LINK, _KI67))
+        open_findings = [g for g in at_top if g.at_least and rules.open_grade_reading == "open"]
+        if grade_mode and open_findings and not any(g.grade == 2 and not g.at_least for g in firm):
+            return result(
+                NAME,
+                Status.INDETERMINATE,
+                f"Highest grade is {cited}: G2 or higher (ICD-O-3.2 uses 8249/3 for G3 too), which {rules.name} "
+                "settles only with an explicit G2 finding or a Ki-67 of "
+                f"{fmt_pct(g1_max)}-{fmt_pct(g2_max)} % (met), or G3 evidence or a Ki-67 above {fmt_pct(g2_max)} % "
+                "(not met)",
+                evidence=[g.source for g in at_top],
+                missing=(_GRADE, _KI67),
+            )
         # The Ki-67 range a grade implies, as a bound: G1 below the first cut-off, G2 up to the second.
         grade_bound = (g1_max, "<") if top_grade == 1 else (g2_max, "<=")
         settles = grade_mode or decides_high(grade_bound[0], grade_bound[1], threshold, inclusive) is False
@@ -141,8 +207,7 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
                 NAME,
                 Status.MET,
                 f"Highest grade is {cited}, no Ki-67 value recorded; {rule}",
-                evidence=[g.source for g in at_top],
-                notes=notes,
+                evidence=[g.source for g in firm],
             )
         # G2 in Ki-67 mode: spans the limit.
         span = f"below {fmt_pct(g1_max)} %" if top_grade == 1 else f"{fmt_pct(g1_max)} to {fmt_pct(g2_max)} %"
@@ -153,12 +218,45 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
             f"so a Ki-67 value is needed to compare with the {fmt_pct(threshold)} % limit of {rules.name}",
             evidence=[g.source for g in at_top],
             missing=(_KI67,),
-            notes=notes,
         )
     return result(
         NAME,
         Status.INDETERMINATE,
         "No usable Ki-67 value or histologic grade is recorded",
         missing=(_KI67,) if not grade_mode else (_KI67, _GRADE),
-        notes=notes,
+    )
+
+
+def _grade_mode_with_ki67(rules: RuleSet, ki67: list[Ki67Fact], grades: list[GradeFact], top: Ki67Fact,
+                          is_amb) -> CriterionResult:
+    g1_max, g2_max = rules.grade_ki67_cutoffs
+    if all(decides_high(k.percent, k.comparator, g1_max, True) is False for k in ki67):
+        derived = f"grade G1 (below {fmt_pct(g1_max)} %)"
+        ki_g2 = False
+    elif top.comparator is None:
+        derived = f"grade G2 ({fmt_pct(g1_max)} to {fmt_pct(g2_max)} %)"
+        ki_g2 = True
+    else:
+        derived = f"grade G1 or G2 (at most {fmt_pct(g2_max)} %)"
+        ki_g2 = decides_high(top.percent, top.comparator, g1_max, True) is True
+    open_findings = [g for g in grades if g.at_least and rules.open_grade_reading == "open"]
+    explicit_g2 = any(g.grade == 2 and not g.at_least and not is_amb(g.source) for g in grades)
+    if open_findings and not (ki_g2 or explicit_g2):
+        o = open_findings[0]
+        return result(
+            NAME,
+            Status.INDETERMINATE,
+            f"{_cite_grade(o)} means G2 or higher, and the highest Ki-67 {_cite_ki67(top)} ({derived}) does not "
+            f"settle which; {rules.name} needs an explicit G2 finding or a Ki-67 of {fmt_pct(g1_max)}-"
+            f"{fmt_pct(g2_max)} %",
+            evidence=[o.source, top.source],
+            missing=(_GRADE, _EXACT_KI67),
+        )
+    low = [g for g in grades if g.grade in (1, 2) and not is_amb(g.source)]
+    tail = "; grade findings " + ", ".join(_cite_grade(g) for g in low) if low else ""
+    return result(
+        NAME,
+        Status.MET,
+        f"Highest Ki-67 is {_cite_ki67(top)}, {derived} by the WHO 2019 cut-offs{tail}; G1 or G2 meets {rules.name}",
+        evidence=[k.source for k in ki67 if not is_amb(k.source)] + [g.source for g in low],
     )
