@@ -140,9 +140,13 @@ def test_bundle_is_valid_r4_with_ids_and_versions(expected: Path):
     assert data["type"] in {"collection", "transaction"}, f"{path.name}: Bundle.type {data['type']}"
     assert data.get("entry"), f"{path.name}: empty Bundle"
     faults = []
+    seen: set[str] = set()
     for i, entry in enumerate(data["entry"]):
         res = entry["resource"]
         where = f"entry[{i}] {res.get('resourceType')}/{res.get('id')}"
+        if f"{res.get('resourceType')}/{res.get('id')}" in seen:
+            faults.append(f"{where}: the same resource id twice")
+        seen.add(f"{res.get('resourceType')}/{res.get('id')}")
         if not res.get("id"):
             faults.append(f"{where}: no id")
         if not (res.get("meta") or {}).get("versionId"):
