@@ -418,7 +418,7 @@ ADVERSE = {
 adverse = st.sampled_from(sorted(ADVERSE)).flatmap(lambda k: st.tuples(st.just(k), ADVERSE[k]))
 
 
-@settings(max_examples=2000, deadline=None,
+@settings(max_examples=1500, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(item=adverse, linked=st.booleans())
 def test_one_adverse_resource_is_never_eligible(item, linked):
@@ -485,7 +485,7 @@ def _unlink(o: dict) -> dict:
     return o
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(record=linked_record(), drop=st.lists(st.booleans(), min_size=10, max_size=10))
 def test_removing_links_never_turns_indeterminate_into_met(record, drop):
     keep, obs = record
