@@ -1,9 +1,12 @@
 """The clinical vignettes in ``fixtures/``: every Bundle against its hand-derived expectation.
 
 Each ``fixtures/NN-name.json`` (a FHIR R4 Bundle) has ``fixtures/NN-name.expected.yaml`` beside it: ``as_of``,
-``rule_set`` and, per patient, the verdict and the status of every criterion (criteria.md §1-§4), optionally
-``evidence_includes`` (references that must appear in a criterion's evidence). The expectations are the oracle;
-they are never computed from the library.
+``rule_set`` and, per patient, the verdict, the status of every criterion (criteria.md §1-§4) and ``cautions``
+(the set of caution codes of criteria.md §1c, possibly empty); optionally ``evidence_includes`` (references that
+must appear in a criterion's evidence), ``ignored_includes`` (references that must appear in the patient's
+``ignored`` list: read but not counted, e.g. "about Condition/x, not the NET") and ``caution_evidence_includes``
+(references that must appear in a caution's evidence). The expectations are the oracle; they are never computed
+from the library.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ EXPECTATIONS = sorted(FIXTURES.glob("*.expected.yaml"))
 CRITERIA = ("age", "low_grade", "liver_burden", "primary_resected_portal", "stable_disease", "no_extrahepatic_disease")
 STATUSES = {"met", "not_met", "indeterminate"}
 VERDICTS = {"eligible", "ineligible", "indeterminate"}
+CAUTIONS = ("deceased", "prior-liver-transplant", "no-liver-metastasis-record", "other-malignancy", "prior-malignancy")
+EXCLUDING = {"deceased", "prior-liver-transplant"}  # criteria.md §1c: the verdict is ineligible
+CAPPING = {"no-liver-metastasis-record", "other-malignancy"}  # criteria.md §1c: at most indeterminate
 
 
 def _bundle_path(expected: Path) -> Path:
@@ -68,18 +74,20 @@ def _bundle_patients(bundle: dict) -> set[str]:
     return out
 
 
-def _verdict_from(criteria: dict[str, str]) -> str:
+def _verdict_from(criteria: dict[str, str], cautions: list[str]) -> str:
+    """criteria.md §2 with §1c: a not_met criterion or an excluding caution makes it ineligible; eligible needs
+    every criterion met and no capping caution (prior-malignancy is informational)."""
     values = set(criteria.values())
-    if "not_met" in values:
+    if "not_met" in values or EXCLUDING & set(cautions):
         return "ineligible"
-    return "eligible" if values == {"met"} else "indeterminate"
+    return "eligible" if values == {"met"} and not CAPPING & set(cautions) else "indeterminate"
 
 
 # ---- the fixture files themselves --------------------------------------------------------------------------
 
 
 def test_enough_vignettes_each_with_a_bundle():
-    assert len(EXPECTATIONS) >= 28, f"only {len(EXPECTATIONS)} vignettes in {FIXTURES}"
+    assert len(EXPECTATIONS) >= 67, f"only {len(EXPECTATIONS)} vignettes in {FIXTURES}"
     bundles = sorted(p for p in FIXTURES.glob("*.json"))
     missing = [p.name for p in EXPECTATIONS if not _bundle_path(p).exists()]
     orphans = [p.name for p in bundles if not p.with_name(p.stem + ".expected.yaml").exists()]
@@ -106,11 +114,20 @@ def test_expectation_is_well_formed(expected: Path):
         assert e["verdict"] in VERDICTS, f"{expected.name} {patient}: verdict {e['verdict']!r}"
         assert tuple(e["criteria"]) == CRITERIA, f"{expected.name} {patient}: criteria must be exactly {CRITERIA}"
         assert set(e["criteria"].values()) <= STATUSES, f"{expected.name} {patient}: {e['criteria']}"
-        assert e["verdict"] == _verdict_from(e["criteria"]), (
-            f"{expected.name} {patient}: verdict {e['verdict']} does not follow from {e['criteria']} (criteria.md §2)"
+        assert isinstance(e.get("cautions"), list), f"{expected.name} {patient}: `cautions: [...]` is required"
+        assert set(e["cautions"]) <= set(CAUTIONS) and len(set(e["cautions"])) == len(e["cautions"]), (
+            f"{expected.name} {patient}: cautions {e['cautions']} (known: {CAUTIONS})"
+        )
+        assert e["verdict"] == _verdict_from(e["criteria"], e["cautions"]), (
+            f"{expected.name} {patient}: verdict {e['verdict']} does not follow from {e['criteria']} and cautions "
+            f"{e['cautions']} (criteria.md §2, §1c)"
         )
         for name in e.get("evidence_includes", {}) or {}:
             assert name in CRITERIA, f"{expected.name} {patient}: evidence_includes names unknown criterion {name}"
+        for code in e.get("caution_evidence_includes", {}) or {}:
+            assert code in e["cautions"], f"{expected.name} {patient}: evidence for caution {code} not expected"
+        for ref in e.get("ignored_includes", []) or []:
+            assert "/" in ref, f"{expected.name} {patient}: ignored_includes {ref!r} is not Type/id"
 
 
 @pytest.mark.parametrize("expected", EXPECTATIONS, ids=_ids(EXPECTATIONS))
@@ -123,9 +140,13 @@ def test_bundle_is_valid_r4_with_ids_and_versions(expected: Path):
     assert data["type"] in {"collection", "transaction"}, f"{path.name}: Bundle.type {data['type']}"
     assert data.get("entry"), f"{path.name}: empty Bundle"
     faults = []
+    seen: set[str] = set()
     for i, entry in enumerate(data["entry"]):
         res = entry["resource"]
         where = f"entry[{i}] {res.get('resourceType')}/{res.get('id')}"
+        if f"{res.get('resourceType')}/{res.get('id')}" in seen:
+            faults.append(f"{where}: the same resource id twice")
+        seen.add(f"{res.get('resourceType')}/{res.get('id')}")
         if not res.get("id"):
             faults.append(f"{where}: no id")
         if not (res.get("meta") or {}).get("versionId"):
@@ -186,6 +207,27 @@ def test_vignette(expected: Path):
             lacking = [r for r in refs if r not in got]
             if lacking:
                 failures.append(f"{patient} {name}: evidence lacks {lacking}; got {_describe(ev.criteria[name])}")
+        got_cautions = [c.code for c in ev.cautions]
+        if sorted(got_cautions) != sorted(e["cautions"]):
+            detail = "; ".join(f"{c.code}: {c.reason}" for c in ev.cautions) or "none"
+            failures.append(f"{patient}: cautions expected {e['cautions']}, got {got_cautions} ({detail})")
+        for c in ev.cautions:
+            if not c.reason:
+                failures.append(f"{patient}: caution {c.code} without a reason")
+            if c.code != "no-liver-metastasis-record" and not c.evidence:
+                # every other caution rests on a resource that shows it (criteria.md §1c: {code, reason, evidence})
+                failures.append(f"{patient}: caution {c.code} without evidence ({c.reason})")
+        by_code = {c.code: c for c in ev.cautions}
+        for code, refs in (e.get("caution_evidence_includes") or {}).items():
+            got = {s.reference for s in by_code[code].evidence} if code in by_code else set()
+            lacking = [r for r in refs if r not in got]
+            if lacking:
+                failures.append(f"{patient} caution {code}: evidence lacks {lacking}; got {sorted(got)}")
+        ignored = {i.reference for i in ev.ignored}
+        lacking = [r for r in (e.get("ignored_includes") or []) if r not in ignored]
+        if lacking:
+            failures.append(f"{patient}: ignored lacks {lacking}; got "
+                            + "; ".join(f"{i.reference} ({i.reason})" for i in ev.ignored))
         if str(ev.verdict) != e["verdict"]:
             failures.append(f"{patient}: verdict expected {e['verdict']}, got {ev.verdict}")
     story = expected.read_text().splitlines()[0]
