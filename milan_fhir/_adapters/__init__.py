@@ -91,8 +91,19 @@ def adapt_resource(
     rtype, kind = hit
     fault = guard_fault(resource, full_url)  # depth, control characters, JSON types of dates: before all else
     if fault is not None:
-        raise ResourceError(f"invalid {rtype}: {fault[1]}", file=file, line=line,
+        err = ResourceError(f"invalid {rtype}: {fault[1]}", file=file, line=line,
                             resource=_safe_key(resource, full_url, rtype), field=fault[0])
+        # a resource of a criterion's kind with a bad date or JSON type still caps its criterion (criteria.md §6
+        # v2), when its own key is safe to use; depth and control-character faults never reach a patient key
+        safe_ref = resource_key(resource, full_url)
+        err.adapted = None  # type: ignore[attr-defined]
+        timed = str(fault[0]).startswith(("effective", "performed", "onset", "abatement", "recorded", "issued"))
+        if timed and safe_ref is not None and key_fault(safe_ref, "id") is None:
+            try:
+                err.adapted = _capping(resource, rtype, kind, safe_ref, resolve, fault[0], fault[1])  # type: ignore[attr-defined]
+            except (ResourceError, RecursionError):
+                err.adapted = None  # type: ignore[attr-defined]
+        raise err
     reference = resource_key(resource, full_url)
     if reference is None:
         raise ResourceError(f"{rtype} has no id", file=file, line=line, resource=rtype, field="id")

@@ -102,6 +102,8 @@ def _short(path: str) -> str:
 
 
 def _time_fault(value: Any, field: str, shape: str) -> tuple[str, str] | None:
+    if value is None:
+        return None  # a JSON null is an absent element: the resource is undated (criteria.md §1d), not rejected
     if shape == "boolean":
         return None if isinstance(value, bool) else (field, f"must be a boolean, found {_kind(value)}")
     if shape == "date":
