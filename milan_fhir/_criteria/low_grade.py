@@ -174,7 +174,9 @@ def evaluate(record: PatientRecord, rules: RuleSet, as_of: date) -> CriterionRes
     # 4. No usable Ki-67: the grade decides, if it can.
     if grades:
         top_grade = max(g.grade for g in grades)
-        at_top = [g for g in grades if g.grade == top_grade]
+        # in date then reference order, so that the reason does not depend on the order the input came in
+        at_top = sorted((g for g in grades if g.grade == top_grade),
+                        key=lambda g: (g.source.date or date.min, g.source.reference))
         cited = ", ".join(_cite_grade(g) for g in at_top)
         firm = [g for g in at_top if not is_amb(g.source)]
         if not firm:
