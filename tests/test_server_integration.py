@@ -516,10 +516,11 @@ def test_server_stopped_mid_run(own_server, tag):
 
 
 def _variant(ev, i: int):
-    """The same evaluation with a different result text: another fingerprint, as a writer with other inputs."""
-    criteria = dict(ev.criteria)
-    criteria["age"] = criteria["age"].model_copy(update={"reason": f"{criteria['age'].reason} (writer {i})"})
-    return ev.model_copy(update={"criteria": criteria})
+    """The same evaluation with one more input version: another fingerprint, as a writer with other inputs (the
+    fingerprint covers inputs and the result, not reason texts, criteria.md §5 v2)."""
+    inputs = dict(ev.inputs)
+    inputs[ev.patient] = f"{100 + i}"  # another version of an input that exists (HAPI checks references)
+    return ev.model_copy(update={"inputs": inputs})
 
 
 def test_local_hapi_ignores_if_none_match_on_put(client, tag):
