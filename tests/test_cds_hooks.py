@@ -98,9 +98,8 @@ def test_discovery_lists_one_service_per_rule_set_with_the_clients_searches(serv
         assert pf == {"patient": expected["Patient"], "conditions": expected["Condition"],
                       "observations": expected["Observation"], "procedures": expected["Procedure"]}
     obs = services[0]["prefetch"]["observations"]
-    for concept in ("ki67", "liver_burden", "disease_status"):  # independent of the template code
-        for e in m.codes_of(concept):
-            assert f"{e.system}|{e.code}" in obs
+    # Observations are fetched unfiltered (a Ki-67 named only by its text must be seen, criteria §1d)
+    assert "code=" not in obs and "subject=Patient/{{context.patientId}}" in obs
 
 
 def test_layered_rule_set_becomes_a_service(tmp_path):

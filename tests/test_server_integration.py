@@ -42,8 +42,9 @@ pytestmark = pytest.mark.hapi
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 AS_OF = "2026-06-30"
-#: vignettes a server with referential integrity must refuse (data about a Patient that does not exist)
-REFUSABLE = {"33-patient-resource-missing.json"}
+#: vignettes a server with referential integrity must refuse: data about a Patient that does not exist (33), links
+#: to a Condition that is not in the data (42, 58: such a link counts as no link, criteria §1a)
+REFUSABLE = {"33-patient-resource-missing.json", "42-breast-cancer-ki67.json", "58-resection-reasons.json"}
 
 
 @pytest.fixture(autouse=True)

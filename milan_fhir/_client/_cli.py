@@ -172,7 +172,7 @@ examples:
       every Bundle of the folder, one transaction per file (PUT per resource id: uploading twice is harmless)
   milan-fhir upload fixtures/ --server http://localhost:8080/fhir --definitions
       also the StructureDefinitions and CodeSystems milan-fhir's RiskAssessments use (for $validate)
-  milan-fhir upload fixtures/ --server http://localhost:8080/fhir --exclude '33-*'
+  milan-fhir upload fixtures/ --server http://localhost:8080/fhir --exclude '33-*' --exclude '42-*' --exclude '58-*'
       leave out vignette 33 (data about a Patient that does not exist, on purpose: a server that checks
       references refuses it)
 

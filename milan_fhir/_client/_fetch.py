@@ -56,11 +56,13 @@ class FetchResult:
 
 
 def search_codes(mappings: Mappings, concepts: Iterable[str]) -> list[str]:
-    """``system|code`` tokens of every code of the concepts, deduplicated, in file order."""
+    """Code tokens of every code of the concepts, deduplicated, in file order: the bare code (no ``system|``), so
+    the search also finds it under the system's aliases (OIDs, WHO ICD-10, ICD-10-GM) and local systems; the
+    adapters then decide what each resource is."""
     out: list[str] = []
     for concept in concepts:
         for e in mappings.codes_of(concept):
-            token = f"{e.system}|{e.code}"
+            token = e.code.replace(",", "\\,")
             if token not in out:
                 out.append(token)
     return out
@@ -78,7 +80,10 @@ def patient_searches(patient_id: str, mappings: Mappings) -> list[tuple[str, str
         return f"{rtype}?{urlencode(params, safe='/|,:')}"
 
     return [
-        ("Observation", url("Observation", search_codes(mappings, _observation.CONCEPTS))),
+        # every Observation of the patient, unfiltered: a Ki-67 under an unmapped code is recognised by its text
+        # and caps low_grade (criteria §1d), which no code search can find; a code filter here let an unusable
+        # value go unseen and a server screen say `eligible` where the files said `indeterminate`
+        ("Observation", url("Observation", None)),
         ("Condition", url("Condition", None)),
         ("Procedure", url("Procedure", search_codes(mappings, _procedure.CONCEPTS))),
         ("Patient", subject),
