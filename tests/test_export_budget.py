@@ -88,3 +88,32 @@ def test_a_negative_cap_is_refused(tmp_path):
     with FhirClient("http://127.0.0.1:9/fhir", retries=0) as client:
         with pytest.raises(ValueError):
             bulk_export(client, tmp_path / "dl", max_bytes=-1, sleep=lambda s: None, log=lambda m: None)
+
+
+@pytest.mark.parametrize("text, value", [("1048576", 1 << 20), ("500M", 500 << 20), ("2G", 2 << 30), ("2GiB", 2 << 30),
+                                         ("1.5k", 1536), ("0", 0)])
+def test_byte_counts_on_the_command_line(text, value):
+    from milan_fhir._cli.cohort import _byte_count
+
+    assert _byte_count(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "lots", "-1G", "nan", "inf", "1X"])
+def test_bad_byte_counts_are_refused(text):
+    import argparse
+
+    from milan_fhir._cli.cohort import _byte_count
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        _byte_count(text)
+
+
+def test_cli_cohort_server_honours_max_download_bytes(export, tmp_path, capsys):  # noqa: F811
+    from milan_fhir._cli import main
+
+    with FakeBulkServer(export, pending_polls=0) as server:
+        code = main(["cohort", "--server", server.base_url, "--as-of", "2026-06-30", "--out", str(tmp_path / "out"),
+                     "--max-download-bytes", "10K", "--no-progress", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "10,240 bytes" in err and "Traceback" not in err

@@ -63,12 +63,31 @@ def _workers_option() -> argparse.ArgumentParser:
     return parent
 
 
+_BYTE_SUFFIXES = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _byte_count(text: str) -> int:
+    """``500M``, ``2G``, ``1048576``: a byte count (binary suffixes K, M, G, T, optionally followed by B or iB)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, suffix = (t[:-1], t[-1]) if t and t[-1] in _BYTE_SUFFIXES else (t, "")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a byte count: {text!r} (e.g. 500M, 2G)") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a byte count: {text!r} (e.g. 500M, 2G)")
+    return int(value * _BYTE_SUFFIXES[suffix])
+
+
 def _export_options() -> argparse.ArgumentParser:
     """``--group`` to ``--no-progress``: the export, write-back and run options of the cohort."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--group", metavar="ID", help="with --server: export Group/ID only (default: system-level export)")
     parent.add_argument("--poll-cap", metavar="SECONDS", type=float, default=30.0,
                         help="with --server: the longest wait between status polls, whatever Retry-After asks (default 30)")
+    parent.add_argument("--max-download-bytes", metavar="N", type=_byte_count, default=None,
+                        help="with --server: stop when the export's files pass N bytes in all (suffixes K, M, G, T; "
+                             "default: no cap; the downloads always keep 1 GiB of the disk free)")
     parent.add_argument("--write-back", action="store_true",
                         help="write the RiskAssessments to --server (or to --write-back-server); unchanged ones are not rewritten")
     parent.add_argument("--write-back-server", metavar="URL", help="write back to this server (default: --server)")
@@ -135,7 +154,8 @@ def _export(args: argparse.Namespace) -> tuple[str, Any]:
     token: Any = smart.access_token if smart is not None and same_server else bearer_token()
     client = server_client(args, smart)
     with client:
-        result = bulk_export(client, args.out / "export", group=args.group, poll_cap=args.poll_cap)
+        result = bulk_export(client, args.out / "export", group=args.group, poll_cap=args.poll_cap,
+                             max_bytes=args.max_download_bytes)
     if not result.files:
         raise InputError("the server's export holds no files (no Patient, Condition, Observation or Procedure?)",
                          file=args.server)
