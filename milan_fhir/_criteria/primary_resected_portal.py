@@ -88,7 +88,7 @@ def _judge(p: PrimaryFact, procedures: list[ProcedureFact], view: NetView, lead:
             f"The primary site is unknown ({cite(p.source)}), so the primary cannot have been resected",
             [p.source],
         )
-    found = []
+    found: list[tuple[ProcedureFact, str]] = []
     for proc in procedures:
         why, how = _why_not(p, proc, view, lead)
         if why is None:

@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.structuredefinition import StructureDefinition
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .._domain import Caution, Evaluation, Source, Verdict
 from .._mappings import Mappings, Prediction
@@ -304,7 +304,7 @@ def _outcome_text(ev: Evaluation) -> str:
     return text
 
 
-def _check(model: type, resource: dict[str, Any]) -> None:
+def _check(model: type[BaseModel], resource: dict[str, Any]) -> None:
     try:
         model.model_validate(resource)
     except ValidationError as exc:  # a bug in this module, not a user error
