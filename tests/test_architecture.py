@@ -110,3 +110,19 @@ def test_a_planted_import_breaks_its_contract(package_copy, case):
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-4000:]
     assert expected <= _broken(out), out[-4000:]
+
+
+def test_ci_checks_the_contracts_and_the_types_after_the_readme_command():
+    import tomllib
+
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    readme_command = next(i for i, line in enumerate(lines) if line.endswith("&& pytest"))
+    assert lines.index("lint-imports") > readme_command
+    assert lines.index("mypy milan_fhir") > lines.index("lint-imports")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    config = project["tool"]["mypy"]
+    for flag in ("disallow_untyped_defs", "warn_return_any", "no_implicit_optional", "check_untyped_defs"):
+        assert config.get(flag) is True, flag
+    assert "overrides" not in config, "no module is exempt from the type check"
+    test_extra = " ".join(project["project"]["optional-dependencies"]["test"])
+    assert "import-linter" in test_extra and "mypy" in test_extra

@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import orjson
 
@@ -32,7 +32,7 @@ __all__ = [
     "warn", "error_line", "problem_text", "report_problems", "parse_as_of",
     "emit", "write_out_dir", "write_out",
     "as_of_option", "rule_set_option", "mappings_option", "out_option", "server_option", "timeout_option",
-    "smart_options", "bearer_token", "smart_auth_from_args", "server_client",
+    "smart_options", "bearer_token", "smart_auth_from_args", "server_client", "add_command",
 ]
 
 PROG = "milan-fhir"
@@ -149,6 +149,21 @@ def write_out(out: Path, evaluations: Sequence[Evaluation], mappings: Mappings) 
     print(f"{PROG}: wrote {len(written) - 1} RiskAssessment file(s) and results.ndjson to {printable(str(out))}",
           file=sys.stderr)
     return written
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def add_command(
+    subparsers: Any, name: str, *, help: str, description: str, epilog: str,
+    parents: Sequence[argparse.ArgumentParser], run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """Register one subcommand: its options come from ``parents`` (in that order, positionals first); the
+    description and epilog are printed as written (examples keep their layout)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter, parents=list(parents),
+    )
+    p.set_defaults(run=run)
+    return p
 
 
 # ------------------------------------------------------------------------------------------------ shared options

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import InputError
 from ._common import (
+    add_command,
     EXIT_OK,
     as_of_option,
     bearer_token,
@@ -81,7 +82,8 @@ def _export_options() -> argparse.ArgumentParser:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    return add_command(
+        subparsers,
         "cohort",
         help="screen a whole FHIR Bulk Data export (NDJSON folder or a server's $export) with a report",
         description=textwrap.fill(
@@ -91,7 +93,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             width=100,
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[
             _source_argument(),
             out_option("folder for the outputs (created if needed)", required=True),
@@ -103,9 +104,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             _export_options(),
             smart_options(),
         ],
+        run=run,
     )
-    p.set_defaults(run=run)
-    return p
 
 
 def _check(args: argparse.Namespace) -> None:

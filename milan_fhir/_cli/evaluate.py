@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, printable
 from ._common import (
+    add_command,
     EXIT_ERROR,
     EXIT_OK,
     FORMATS,
@@ -120,7 +121,8 @@ def _response_cap() -> argparse.ArgumentParser:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    return add_command(
+        subparsers,
         "evaluate",
         help="evaluate every patient of a FHIR file or folder against the Milan criteria",
         description=textwrap.fill(
@@ -130,7 +132,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             width=100,
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[
             _path_argument(),
             as_of_option("evaluate as of this date; only data on or before it counts (default: today, UTC)"),
@@ -146,9 +147,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             _response_cap(),
             smart_options(),
         ],
+        run=run,
     )
-    p.set_defaults(run=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:
