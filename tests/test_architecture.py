@@ -126,3 +126,14 @@ def test_ci_checks_the_contracts_and_the_types_after_the_readme_command():
     assert "overrides" not in config, "no module is exempt from the type check"
     test_extra = " ".join(project["project"]["optional-dependencies"]["test"])
     assert "import-linter" in test_extra and "mypy" in test_extra
+
+
+def test_no_module_edits_private_argparse_state():
+    """Options are shared through parent parsers, not by reaching into a parser's ``_actions``."""
+    import re
+
+    private = re.compile(r"\._(actions|option_string_actions|group_actions|action_groups|subparsers|defaults|"
+                         r"positionals|optionals|registries)\b")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "milan_fhir").rglob("*.py")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if private.search(line)]
+    assert hits == []
