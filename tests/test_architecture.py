@@ -137,3 +137,23 @@ def test_no_module_edits_private_argparse_state():
     hits = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "milan_fhir").rglob("*.py")
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if private.search(line)]
     assert hits == []
+
+
+def test_every_option_of_the_command_line_is_defined_once():
+    """Options several commands share (--as-of, --mappings, --server, the SMART options ...) are defined once, in
+    a parent parser of milan_fhir/_cli/_common.py, however many commands take them."""
+    import ast
+    from collections import Counter
+
+    defined: Counter[str] = Counter()
+    where: dict[str, set[str]] = {}
+    for path in (ROOT / "milan_fhir" / "_cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+                    and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("--")):
+                defined[node.args[0].value] += 1
+                where.setdefault(node.args[0].value, set()).add(path.name)
+    assert defined and all(n == 1 for n in defined.values()), {k: n for k, n in defined.items() if n > 1}
+    shared = ("--as-of", "--rule-set", "--mappings", "--out", "--server", "--timeout", "--smart-client-id",
+              "--smart-key", "--smart-kid", "--smart-token-url", "--smart-scope")
+    assert all(where[flag] == {"_common.py"} for flag in shared), {f: where.get(f) for f in shared}

@@ -32,6 +32,7 @@ __all__ = [
     "warn", "error_line", "problem_text", "report_problems", "parse_as_of",
     "emit", "write_out_dir", "write_out",
     "as_of_option", "rule_set_option", "mappings_option", "out_option", "server_option", "timeout_option",
+    "write_back_option", "all_patients_option",
     "smart_options", "bearer_token", "smart_auth_from_args", "server_client", "add_command",
 ]
 
@@ -211,6 +212,18 @@ def timeout_option(default: float, *, group: str | None = None) -> argparse.Argu
     parent, g = _parent(group)
     g.add_argument("--timeout", metavar="SECONDS", type=float, default=default,
                    help=f"seconds to wait for each answer ({default})")
+    return parent
+
+
+def write_back_option(help: str, *, group: str | None = None) -> argparse.ArgumentParser:
+    parent, g = _parent(group)
+    g.add_argument("--write-back", action="store_true", help=help)
+    return parent
+
+
+def all_patients_option(help: str, *, group: str | None = None) -> argparse.ArgumentParser:
+    parent, g = _parent(group)
+    g.add_argument("--all-patients", action="store_true", help=help)
     return parent
 
 
