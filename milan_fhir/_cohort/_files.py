@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Set as AbstractSet
-from typing import Any, BinaryIO, Iterator, cast
+from typing import BinaryIO, Iterator, cast
 
 from .. import _sources
 from ..errors import InputError
