@@ -61,6 +61,9 @@ def test_every_step_of_the_cohort_flow_has_its_words():
 
 
 def test_the_card_words_cover_every_criterion():
+    # the four per-criterion tables of the registry, each keyed by exactly the criteria of the domain
+    for table in (_words.CRITERION_LABELS, _words._PHRASES, _words._FAILED_SHORT, _words._MISSING_SHORT):
+        assert set(table) == set(CRITERIA)
     rules = default_mappings().rule_set("milan-net")
     for name in CRITERIA:
         assert _words.criterion_missing_short(name) != name
