@@ -12,7 +12,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -421,3 +421,13 @@ class Evaluation(_Frozen):
     #: evaluation, writers only cite it
     liver_metastasis: Source | None = None
     record: PatientRecord | None = None  # the facts behind it (their versions, for fingerprints and Provenance)
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        """An Evaluation pickled by an earlier version (a resumed cohort's write-back pieces) lacks the fields
+        added since: they get their defaults instead of failing on first use."""
+        values = state.get("__dict__")
+        if isinstance(values, dict):
+            for name, info in type(self).model_fields.items():
+                if name not in values and not info.is_required():
+                    values[name] = info.get_default(call_default_factory=True)
+        super().__setstate__(state)

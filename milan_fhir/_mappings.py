@@ -9,6 +9,7 @@ file, the entry and the problem.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -662,7 +663,7 @@ def _read_yaml(path: Path) -> Any:
         raise MappingError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(path)) from None
 
 
-def load_mappings(*layers: str | Path, defaults: bool = True) -> Mappings:
+def load_mappings(*layers: str | os.PathLike[str], defaults: bool = True) -> Mappings:
     """Load the default mappings, then each layered file (or folder of ``*.yaml``) in order."""
     builder = _Builder()
     paths: list[Path] = []

@@ -143,9 +143,9 @@ def read_path(path: str | Path, problems: list[InputProblem], limits: Limits | N
         if not used and first_fault is not None:
             raise InputError(f"no file of the folder could be read; first: {first_fault}", file=str(p))
         return
-    why = _not_regular(p)
-    if why:
-        raise InputError(why, file=str(p))
+    not_regular = _not_regular(p)
+    if not_regular:
+        raise InputError(not_regular, file=str(p))
     yielded = 0
     try:
         for loc in read_file(p, problems, limits):

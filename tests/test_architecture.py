@@ -110,3 +110,50 @@ def test_a_planted_import_breaks_its_contract(package_copy, case):
     out = run.stdout + run.stderr
     assert run.returncode != 0, out[-4000:]
     assert expected <= _broken(out), out[-4000:]
+
+
+def test_ci_checks_the_contracts_and_the_types_after_the_readme_command():
+    import tomllib
+
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    readme_command = next(i for i, line in enumerate(lines) if line.endswith("&& pytest"))
+    assert lines.index("lint-imports") > readme_command
+    assert lines.index("mypy milan_fhir") > lines.index("lint-imports")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    config = project["tool"]["mypy"]
+    for flag in ("disallow_untyped_defs", "warn_return_any", "no_implicit_optional", "check_untyped_defs"):
+        assert config.get(flag) is True, flag
+    assert "overrides" not in config, "no module is exempt from the type check"
+    test_extra = " ".join(project["project"]["optional-dependencies"]["test"])
+    assert "import-linter" in test_extra and "mypy" in test_extra
+
+
+def test_no_module_edits_private_argparse_state():
+    """Options are shared through parent parsers, not by reaching into a parser's ``_actions``."""
+    import re
+
+    private = re.compile(r"\._(actions|option_string_actions|group_actions|action_groups|subparsers|defaults|"
+                         r"positionals|optionals|registries)\b")
+    hits = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "milan_fhir").rglob("*.py")
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if private.search(line)]
+    assert hits == []
+
+
+def test_every_option_of_the_command_line_is_defined_once():
+    """Options several commands share (--as-of, --mappings, --server, the SMART options ...) are defined once, in
+    a parent parser of milan_fhir/_cli/_common.py, however many commands take them."""
+    import ast
+    from collections import Counter
+
+    defined: Counter[str] = Counter()
+    where: dict[str, set[str]] = {}
+    for path in (ROOT / "milan_fhir" / "_cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument"
+                    and node.args and isinstance(node.args[0], ast.Constant) and str(node.args[0].value).startswith("--")):
+                defined[node.args[0].value] += 1
+                where.setdefault(node.args[0].value, set()).add(path.name)
+    assert defined and all(n == 1 for n in defined.values()), {k: n for k, n in defined.items() if n > 1}
+    shared = ("--as-of", "--rule-set", "--mappings", "--out", "--server", "--timeout", "--smart-client-id",
+              "--smart-key", "--smart-kid", "--smart-token-url", "--smart-scope")
+    assert all(where[flag] == {"_common.py"} for flag in shared), {f: where.get(f) for f in shared}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 
 from .._domain import Ignored, MetastasisFact, PatientRecord, Source, Unusable
-from .._mappings import Mappings
+from .._mappings import CodeEntry, Mappings
 from ..errors import InputError, ResourceError
 from . import _condition, _observation, _patient, _procedure
 from ._common import Adapted, Ctx, settle_pending, version_of
@@ -58,6 +58,7 @@ class AdaptStats:
 def classify(resource: dict[str, Any], mappings: Mappings) -> tuple[str, Any] | None:
     """``(resourceType, classification)`` when the rules use this resource (by code), else None."""
     rtype = resource.get("resourceType")
+    kind: tuple[str, CodeEntry | None] | _condition.ConditionKind | None
     if rtype == "Patient":
         return rtype, None
     if rtype == "Observation":
@@ -305,9 +306,8 @@ def _other_subject(adapted: Adapted, patient: str) -> Adapted:
 def _concept(rtype: str, kind: Any) -> str:
     if rtype == "Patient":
         return "patient"
-    if rtype == "Condition":
-        return kind.concept
-    return kind[0]
+    concept: str = kind.concept if rtype == "Condition" else kind[0]
+    return concept
 
 
 def _as_resolver(resolve: Resolver | Mapping[str, str] | None) -> Resolver | None:

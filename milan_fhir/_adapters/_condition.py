@@ -79,7 +79,7 @@ def classify(cond: dict[str, Any], mappings: Mappings) -> ConditionKind | None:
     other = mappings.match_any("other_malignancy", pairs)
     prior = mappings.match_any("prior_malignancy", pairs)
     transplant = mappings.match_any("liver_transplant_status", pairs)
-    fields = dict(metastases=metastases, primaries=primaries, site_codes=site_codes, generic=generic, other=other,
+    fields: dict[str, Any] = dict(metastases=metastases, primaries=primaries, site_codes=site_codes, generic=generic, other=other,
                   morphology=morph, other_morphology=other_morph, prior=prior, transplant=transplant)
     if metastases:
         return ConditionKind("metastasis", **fields)

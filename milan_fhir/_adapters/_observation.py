@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from typing import Any, Callable
 
 from .._domain import (
     DiseaseStatusFact,
@@ -105,7 +105,13 @@ def adapt(ctx: Ctx, concept: str, entry: CodeEntry | None) -> None:
     if status not in COUNTING_STATUS:
         ctx.ignore(f"status {status!r}: only final, amended or corrected Observations count")
         return
-    _READERS[concept](ctx, entry, clinical_date(ctx.resource))
+    when = clinical_date(ctx.resource)
+    if entry is None:  # only a Ki-67 named by its text under a code the mappings lack comes without an entry
+        if concept != UNMAPPED_KI67:
+            raise ValueError(f"no code entry for the {concept} Observation")  # a bug: adapt_resource reports it
+        _ki67_unmapped(ctx, None, when)
+        return
+    _READERS[concept](ctx, entry, when)
 
 
 # ---------------------------------------------------------------------------------------------- readers
@@ -209,7 +215,7 @@ def _grade(ctx: Ctx, entry: CodeEntry, when: date | None) -> None:
     vcc = obs.get("valueCodeableConcept")
     linked = links(ctx)
     value_entry = ctx.mappings.match_any("grade_values", codings(vcc))
-    grade = int(value_entry.value) if value_entry is not None and str(value_entry.value) in ("1", "2", "3") else None
+    grade = int(str(value_entry.value)) if value_entry is not None and str(value_entry.value) in ("1", "2", "3") else None
     label = f"G{grade}" if grade else ""
     if grade is None:
         texts = _grade_texts(vcc, obs.get("valueString"))
@@ -240,8 +246,8 @@ def _morphology_observation(ctx: Ctx, entry: CodeEntry, when: date | None) -> No
     """(v2) LOINC 59847-4 (ICD-O-3 histology and behaviour), as the German MII oncology data writes it."""
     obs = ctx.resource
     linked = links(ctx)
-    found = [ctx.mappings.match("morphology", s, c) for s, c in codings(obs.get("valueCodeableConcept"))]
-    found = [f for f in found if f is not None]
+    found = [f for f in (ctx.mappings.match("morphology", s, c) for s, c in codings(obs.get("valueCodeableConcept")))
+             if f is not None]
     if not found:
         ctx.unusable("histologic_grade", "valueCodeableConcept", "morphology value is not a known ICD-O-3 code",
                      when=when, links=linked)
@@ -280,7 +286,7 @@ def _largest(ctx: Ctx, entry: CodeEntry, when: date | None) -> None:
         ctx.ignore("tumour size with neither a bodySite on the liver nor a focus on a liver metastasis")
         return
     mm, field, problem = read_length_mm(_size_holder(ctx, obs))
-    if problem:
+    if problem or mm is None:  # (mm is None only with a problem)
         ctx.unusable("largest_liver_metastasis", field, f"tumour size: {problem}")
         return
     src = ctx.source(f"largest liver metastasis {number_text(mm)} mm", when, unverified(entry, site if on_liver else None))
@@ -312,7 +318,7 @@ def _condition_focus(ctx: Ctx) -> tuple[str, ...]:
     return tuple(out)
 
 
-_READERS = {
+_READERS: dict[str, Callable[[Ctx, CodeEntry, date | None], None]] = {
     "ki67": _ki67,
     "liver_burden": _liver_burden,
     "disease_status": _disease_status,

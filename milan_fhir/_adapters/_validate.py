@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -56,7 +57,7 @@ def _path(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     value = err.get("input")
     if err.get("type") != "missing" and isinstance(value, (str, int, float, bool)) and len(str(value)) <= 60:

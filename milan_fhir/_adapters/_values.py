@@ -121,7 +121,7 @@ def _percent_from_quantity(q: Any) -> Percent:
         shown = q.get("code") or q.get("unit") or "none"
         return Percent(field=f"{field}.code", problem=f"unit {shown!r} is not UCUM % or 1")
     percent = value * 100 if unit == "1" else value
-    comparator = _COMPARATORS.get(q.get("comparator")) if q.get("comparator") else None
+    comparator = _COMPARATORS.get(str(q["comparator"])) if q.get("comparator") else None
     if q.get("comparator") and comparator is None:
         return Percent(field=f"{field}.comparator", problem=f"unknown comparator {q.get('comparator')!r}")
     return _checked(percent, comparator, field, fraction=value if unit == "1" else None)

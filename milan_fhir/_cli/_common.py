@@ -14,7 +14,7 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import orjson
 
@@ -32,7 +32,8 @@ __all__ = [
     "warn", "error_line", "problem_text", "report_problems", "parse_as_of",
     "emit", "write_out_dir", "write_out",
     "as_of_option", "rule_set_option", "mappings_option", "out_option", "server_option", "timeout_option",
-    "smart_options", "bearer_token", "smart_auth_from_args", "server_client",
+    "write_back_option", "all_patients_option",
+    "smart_options", "bearer_token", "smart_auth_from_args", "server_client", "add_command",
 ]
 
 PROG = "milan-fhir"
@@ -151,6 +152,21 @@ def write_out(out: Path, evaluations: Sequence[Evaluation], mappings: Mappings) 
     return written
 
 
+# ------------------------------------------------------------------------------------------------ commands
+def add_command(
+    subparsers: Any, name: str, *, help: str, description: str, epilog: str,
+    parents: Sequence[argparse.ArgumentParser], run: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    """Register one subcommand: its options come from ``parents`` (in that order, positionals first); the
+    description and epilog are printed as written (examples keep their layout)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter, parents=list(parents),
+    )
+    p.set_defaults(run=run)
+    return p
+
+
 # ------------------------------------------------------------------------------------------------ shared options
 # Each function returns a fresh parent parser (argparse ``parents=[...]``) holding one option shared by several
 # commands: its flag, metavar, type, action and default are defined here once. A command may word the help for its
@@ -196,6 +212,18 @@ def timeout_option(default: float, *, group: str | None = None) -> argparse.Argu
     parent, g = _parent(group)
     g.add_argument("--timeout", metavar="SECONDS", type=float, default=default,
                    help=f"seconds to wait for each answer ({default})")
+    return parent
+
+
+def write_back_option(help: str, *, group: str | None = None) -> argparse.ArgumentParser:
+    parent, g = _parent(group)
+    g.add_argument("--write-back", action="store_true", help=help)
+    return parent
+
+
+def all_patients_option(help: str, *, group: str | None = None) -> argparse.ArgumentParser:
+    parent, g = _parent(group)
+    g.add_argument("--all-patients", action="store_true", help=help)
     return parent
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from ..errors import InputError
 from ._common import (
+    add_command,
+    all_patients_option,
     EXIT_OK,
     as_of_option,
     bearer_token,
@@ -22,6 +24,7 @@ from ._common import (
     smart_auth_from_args,
     smart_options,
     warn,
+    write_back_option,
 )
 
 __all__ = ["add_parser", "run"]
@@ -80,7 +83,7 @@ def _byte_count(text: str) -> int:
 
 
 def _export_options() -> argparse.ArgumentParser:
-    """``--group`` to ``--no-progress``: the export, write-back and run options of the cohort."""
+    """``--group``, ``--poll-cap``, ``--max-download-bytes``: the $export of ``--server``."""
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--group", metavar="ID", help="with --server: export Group/ID only (default: system-level export)")
     parent.add_argument("--poll-cap", metavar="SECONDS", type=float, default=30.0,
@@ -88,19 +91,26 @@ def _export_options() -> argparse.ArgumentParser:
     parent.add_argument("--max-download-bytes", metavar="N", type=_byte_count, default=None,
                         help="with --server: stop when the export's files pass N bytes in all (suffixes K, M, G, T; "
                              "default: no cap; the downloads always keep 1 GiB of the disk free)")
-    parent.add_argument("--write-back", action="store_true",
-                        help="write the RiskAssessments to --server (or to --write-back-server); unchanged ones are not rewritten")
+    return parent
+
+
+def _write_back_server_and_resume() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--write-back-server", metavar="URL", help="write back to this server (default: --server)")
     parent.add_argument("--resume", action="store_true",
                         help="reuse the finished pieces of an interrupted run into the same --out with the same inputs and settings")
-    parent.add_argument("--all-patients", action="store_true",
-                        help="evaluate every patient of the export, not only those with a primary NET or liver metastases")
+    return parent
+
+
+def _progress_option() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--no-progress", action="store_true", help="no progress bar (it is shown only on a terminal anyway)")
     return parent
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    return add_command(
+        subparsers,
         "cohort",
         help="screen a whole FHIR Bulk Data export (NDJSON folder or a server's $export) with a report",
         description=textwrap.fill(
@@ -110,7 +120,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             width=100,
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[
             _source_argument(),
             out_option("folder for the outputs (created if needed)", required=True),
@@ -120,11 +129,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             _workers_option(),
             server_option("run a FHIR Bulk Data $export on this server instead of reading SOURCE"),
             _export_options(),
+            write_back_option("write the RiskAssessments to --server (or to --write-back-server); unchanged ones are "
+                              "not rewritten"),
+            _write_back_server_and_resume(),
+            all_patients_option("evaluate every patient of the export, not only those with a primary NET or liver "
+                                "metastases"),
+            _progress_option(),
             smart_options(),
         ],
+        run=run,
     )
-    p.set_defaults(run=run)
-    return p
 
 
 def _check(args: argparse.Namespace) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, printable
 from ._common import (
+    add_command,
+    all_patients_option,
     EXIT_ERROR,
     EXIT_OK,
     FORMATS,
@@ -32,6 +34,7 @@ from ._common import (
     smart_options,
     timeout_option,
     warn,
+    write_back_option,
     write_out,
 )
 
@@ -90,22 +93,11 @@ def _format_option() -> argparse.ArgumentParser:
     return parent
 
 
-def _server_selection() -> argparse.ArgumentParser:
-    """``--patient``, ``--all-patients``, ``--write-back`` and ``--max-response-mb`` (group "FHIR server")."""
+def _patient_option() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
-    g = parent.add_argument_group(_SERVER_GROUP)
-    g.add_argument(
+    parent.add_argument_group(_SERVER_GROUP).add_argument(
         "--patient", metavar="ID", action="append", default=[],
         help="a patient id on the server (123 or Patient/123); repeat for several",
-    )
-    g.add_argument(
-        "--all-patients", action="store_true",
-        help="every Patient on the server (paged, checked against the server's count); the summary says how many were "
-             "on the server, screened and skipped (and why)",
-    )
-    g.add_argument(
-        "--write-back", action="store_true",
-        help="write each RiskAssessment and its Provenance to the server (nothing when unchanged)",
     )
     return parent
 
@@ -120,7 +112,8 @@ def _response_cap() -> argparse.ArgumentParser:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    return add_command(
+        subparsers,
         "evaluate",
         help="evaluate every patient of a FHIR file or folder against the Milan criteria",
         description=textwrap.fill(
@@ -130,7 +123,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             width=100,
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[
             _path_argument(),
             as_of_option("evaluate as of this date; only data on or before it counts (default: today, UTC)"),
@@ -141,14 +133,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             out_option("also write <patient-id>.<rule-set>.json (FHIR RiskAssessment) per patient and results.ndjson "
                        "to DIR"),
             server_option("read patients from this FHIR R4 server instead of PATH", group=_SERVER_GROUP),
-            _server_selection(),
+            _patient_option(),
+            all_patients_option(
+                "every Patient on the server (paged, checked against the server's count); the summary says how many "
+                "were on the server, screened and skipped (and why)", group=_SERVER_GROUP,
+            ),
+            write_back_option("write each RiskAssessment and its Provenance to the server (nothing when unchanged)",
+                              group=_SERVER_GROUP),
             timeout_option(30, group=_SERVER_GROUP),
             _response_cap(),
             smart_options(),
         ],
+        run=run,
     )
-    p.set_defaults(run=run)
-    return p
 
 
 def run(args: argparse.Namespace) -> int:

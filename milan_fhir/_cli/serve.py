@@ -8,7 +8,7 @@ import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from ._common import EXIT_OK, as_of_option, mappings_option, parse_as_of
+from ._common import EXIT_OK, add_command, as_of_option, mappings_option, parse_as_of
 
 if TYPE_CHECKING:
     from .._service import ServiceConfig
@@ -62,7 +62,8 @@ def _service_options() -> argparse.ArgumentParser:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    return add_command(
+        subparsers,
         "serve",
         help="run the CDS Hooks service (patient-view cards; needs milan-fhir[server])",
         description=textwrap.fill(
@@ -72,16 +73,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             width=100,
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[
             _listen_options(),
             mappings_option("a YAML mapping file layered on the defaults (its rule sets become services); repeatable"),
             as_of_option("evaluate as of this date (default: today, UTC, at each call); every card names the date"),
             _service_options(),
         ],
+        run=run,
     )
-    p.set_defaults(run=run)
-    return p
 
 
 def build_config(args: argparse.Namespace) -> ServiceConfig:

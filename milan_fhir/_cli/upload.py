@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import InputError, printable
 from ._common import EXIT_ERROR, EXIT_OK, PROG, server_client, server_option, smart_auth_from_args, smart_options
-from ._common import timeout_option, warn
+from ._common import add_command, timeout_option, warn
 
 __all__ = ["add_parser", "run"]
 
@@ -45,7 +45,8 @@ def _upload_options() -> argparse.ArgumentParser:
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = subparsers.add_parser(
+    return add_command(
+        subparsers,
         "upload",
         help="upload FHIR Bundles (a file or folder) to a FHIR server as transactions",
         description=(
@@ -53,7 +54,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "transaction with a PUT per resource id; references to other entries by fullUrl become Type/id."
         ),
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[
             _path_argument(),
             server_option("the FHIR R4 server base URL", required=True),
@@ -61,9 +61,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             timeout_option(60),
             smart_options(),
         ],
+        run=run,
     )
-    p.set_defaults(run=run)
-    return p
 
 
 def _tag(text: str | None) -> tuple[str, str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -43,6 +43,14 @@ DEFAULT_RETRIES = 3
 DEFAULT_MAX_SEARCH_BYTES = 512 << 20
 FHIR_JSON = "application/fhir+json"
 _READ = 1 << 16
+
+
+class _Refreshable(Protocol):
+    """An auth that can fetch a fresh token after a 401 (``BearerAuth`` with a callable, SMART)."""
+
+    refreshable: bool
+
+    def refresh(self) -> None: ...
 
 
 class FhirClient:
@@ -89,6 +97,8 @@ class FhirClient:
         self.retries = max(0, retries) if retries is not None else retries_from_env(DEFAULT_RETRIES)
         self.page_cap = page_cap
         self.verify = verify
+        #: learnt on the first write: this server refuses If-None-Match on a PUT (``_writeback``)
+        self.no_if_none_match = False
         if auth is not None and token:
             raise ValueError("give token or auth, not both")
         if auth is None and token:
@@ -194,7 +204,7 @@ class FhirClient:
             log.debug("%s %s -> %s in %.0f ms", method, url, resp.status_code, (time.monotonic() - started) * 1000)
             if resp.status_code == 401 and getattr(self._auth, "refreshable", False) and not refreshed:
                 log.info("the server refused the token (401): asking for a fresh one")
-                self._auth.refresh()
+                cast(_Refreshable, self._auth).refresh()
                 refreshed = True
                 continue
             if resp.status_code >= 400:
@@ -255,7 +265,7 @@ class FhirClient:
                 f"{what}: the connection broke while reading the answer ({_reason(exc)})", url=self.base_url
             ) from None
         resp._content = b"".join(parts)  # noqa: SLF001 - requests' own cache of the body
-        resp._content_consumed = True  # noqa: SLF001
+        setattr(resp, "_content_consumed", True)  # noqa: SLF001 - private to requests (not in its type stubs)
 
     def _after(self) -> str:
         return f" (after {self.retries} retries)" if self.retries else ""

@@ -92,7 +92,8 @@ def is_ours(ra: Any, patient_id: str, rule_set: str) -> bool:
     if not isinstance(ra, dict) or ra.get("resourceType") != "RiskAssessment" or not isinstance(ra.get("id"), str):
         return False
     value = identifier_value(f"Patient/{patient_id}", rule_set)
-    idents = ra.get("identifier") if isinstance(ra.get("identifier"), list) else []
+    listed = ra.get("identifier")
+    idents: list[Any] = listed if isinstance(listed, list) else []
     if not any(isinstance(i, dict) and i.get("system") == IDENTIFIER_SYSTEM and i.get("value") == value for i in idents):
         return False
     subject = (ra.get("subject") or {}).get("reference") if isinstance(ra.get("subject"), dict) else None

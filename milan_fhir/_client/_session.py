@@ -79,7 +79,7 @@ def make_retry(retries: int, *, idempotent: bool, backoff: float = 0.5) -> Retry
     """
     if retries <= 0:
         return Retry(total=0, connect=0, read=0, status=0, redirect=0, raise_on_status=False, raise_on_redirect=False)
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         total=retries,
         connect=retries,
         read=retries if idempotent else 0,

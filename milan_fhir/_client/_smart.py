@@ -160,9 +160,9 @@ class SmartBackendAuth(requests.auth.AuthBase):
         import jwt
 
         pub = self._key.public_key()
-        if self.alg.startswith("RS"):
-            return json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(pub))
-        return json.loads(jwt.algorithms.ECAlgorithm.to_jwk(pub))
+        algorithm = jwt.algorithms.RSAAlgorithm if self.alg.startswith("RS") else jwt.algorithms.ECAlgorithm
+        jwk: dict[str, Any] = json.loads(algorithm.to_jwk(pub))
+        return jwk
 
     def public_jwks(self) -> dict[str, Any]:
         """The JWKS to register with the authorization server (public key only, with ``kid``, ``alg``)."""
@@ -282,7 +282,7 @@ class SmartBackendAuth(requests.auth.AuthBase):
         token_type = str(data.get("token_type") or "bearer")
         if token_type.lower() != "bearer":
             raise FhirAuthError(f"the SMART token endpoint issued a {token_type!r} token; only bearer tokens are supported")
-        token = data["access_token"]
+        token = str(data["access_token"])
         _SECRETS.add(token)
         try:
             lifetime = float(data.get("expires_in", 300))
@@ -342,8 +342,9 @@ class SmartBackendAuth(requests.auth.AuthBase):
 
 def default_scopes(config: dict[str, Any], *, write: bool = False, types: Iterable[str] = DEFAULT_TYPES) -> list[str]:
     """``system/<Type>.rs`` (SMART v2) when the server advertises v2, else ``system/<Type>.read`` (v1)."""
-    capabilities = config.get("capabilities") if isinstance(config.get("capabilities"), list) else []
-    supported = config.get("scopes_supported") if isinstance(config.get("scopes_supported"), list) else []
+    listed = config.get("capabilities"), config.get("scopes_supported")
+    capabilities: list[Any] = listed[0] if isinstance(listed[0], list) else []
+    supported: list[Any] = listed[1] if isinstance(listed[1], list) else []
     v2 = "permission-v2" in capabilities or any(
         isinstance(s, str) and s.rsplit(".", 1)[-1] in ("rs", "cruds", "r", "s", "cu", "c") and "/" in s
         for s in supported
@@ -406,15 +407,15 @@ def _load_private_key(source: Any) -> tuple[Any, str | None]:
 
         try:
             if jwk.get("kty") == "RSA":
-                key = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
+                from_jwk: Any = jwt.algorithms.RSAAlgorithm.from_jwk(jwk)
             elif jwk.get("kty") == "EC":
-                key = jwt.algorithms.ECAlgorithm.from_jwk(jwk)
+                from_jwk = jwt.algorithms.ECAlgorithm.from_jwk(jwk)
             else:
                 raise InputError(f"the SMART JWK has key type {jwk.get('kty')!r}; RSA or EC needed", file=where)
         except jwt.exceptions.InvalidKeyError as exc:
             raise InputError(f"the SMART JWK cannot be read ({exc})", file=where) from None
         kid = jwk.get("kid")
-        return key, str(kid) if kid else None
+        return from_jwk, str(kid) if kid else None
     raise InputError(f"the SMART private key must be PEM, a JWK or a path, not {type(source).__name__}")
 
 

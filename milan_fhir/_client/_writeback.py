@@ -183,7 +183,7 @@ def write_back(
                 continue
             if current is None and "ifNoneMatch" in ra_request and _refuses_if_none_match(exc):
                 # this server does not take If-None-Match on a PUT: remember it, and detect races afterwards instead
-                client._no_if_none_match = True  # noqa: SLF001 - per-client capability memo
+                client.no_if_none_match = True  # per-client capability memo
                 attempts -= 1
                 continue
             raise
@@ -209,7 +209,7 @@ def write_back(
 
 
 def _if_none_match_ok(client: FhirClient) -> bool:
-    return not getattr(client, "_no_if_none_match", False)
+    return not client.no_if_none_match
 
 
 def _refuses_if_none_match(exc: FhirServerError) -> bool:

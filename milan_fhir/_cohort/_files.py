@@ -14,7 +14,8 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Set as AbstractSet
+from typing import BinaryIO, Iterator, cast
 
 from .. import _sources
 from ..errors import InputError
@@ -63,7 +64,7 @@ PATIENT_WEIGHT = 8
 DOCUMENT_WEIGHT = 8  # every entry of a whole-file Bundle is parsed
 
 
-def find_files(source: str | Path, *, exclude: set[Path] = frozenset()) -> tuple[list[SourceFile], list[tuple[str, str]]]:
+def find_files(source: str | os.PathLike[str], *, exclude: AbstractSet[Path] = frozenset()) -> tuple[list[SourceFile], list[tuple[str, str]]]:
     """Input files of ``source`` (a folder or one file), sorted by name; and (file, why) for entries skipped."""
     p = Path(source)
     if not os.path.lexists(p):
@@ -110,7 +111,7 @@ def plan_chunks(files: list[SourceFile], chunk_bytes: int = CHUNK_BYTES) -> list
     return chunks
 
 
-def _next_line_start(fh: Any, pos: int) -> int:
+def _next_line_start(fh: BinaryIO, pos: int) -> int:
     """The offset after the first newline at or after ``pos`` (end of file if none), reading in bounded blocks
     (``readline`` would hold a whole overlong line in memory)."""
     fh.seek(pos)
@@ -129,7 +130,8 @@ def iter_lines(chunk: Chunk, limits: _sources.Limits | None = None) -> Iterator[
     line above the size limit as an ``_sources.Oversize``). Read faults raise :class:`InputError`."""
     limits = limits or _sources.Limits()
     try:
-        fh = gzip.open(chunk.path, "rb") if chunk.gz else open(chunk.path, "rb")
+        # a GzipFile is a binary file object, though typeshed does not derive it from BinaryIO
+        fh = cast(BinaryIO, gzip.open(chunk.path, "rb")) if chunk.gz else open(chunk.path, "rb")
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=chunk.path) from None
     with fh:

@@ -296,7 +296,7 @@ def run_cohort(
         scans: dict[int, Any] = {}
         todo = []
         for ch in chunks:
-            done = read_scan_result(work, ch.index) if reuse else None
+            done: object = read_scan_result(work, ch.index) if reuse else None  # (a bucket's result below)
             if done is not None:
                 scans[ch.index] = done
             else:

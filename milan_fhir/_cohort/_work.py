@@ -237,7 +237,8 @@ def scan_chunk(task: ScanTask) -> ScanResult:
 
 def read_scan_result(workdir: Path, index: int) -> tuple[ScanResult, list[tuple[int, int]]] | None:
     try:
-        return pickle.loads((workdir / f"{chunk_name(index)}.done").read_bytes())
+        scanned: tuple[ScanResult, list[tuple[int, int]]] = pickle.loads((workdir / f"{chunk_name(index)}.done").read_bytes())
+        return scanned
     except (OSError, pickle.UnpicklingError, EOFError):
         return None
 
@@ -334,6 +335,7 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
 
 def read_bucket_result(workdir: Path, bucket: int) -> BucketResult | None:
     try:
-        return pickle.loads((workdir / f"{bucket_name(bucket)}.done").read_bytes())
+        finished: BucketResult = pickle.loads((workdir / f"{bucket_name(bucket)}.done").read_bytes())
+        return finished
     except (OSError, pickle.UnpicklingError, EOFError):
         return None

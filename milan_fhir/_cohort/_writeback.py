@@ -55,7 +55,8 @@ def write_back_bucket(task: WriteBackTask) -> dict[str, int]:
             answer = client.batch(entries)
             # the answers are matched to patients by the identifier and subject of what they hold, never by
             # position: a server that reorders or ignores the identifier parameter cannot cross patients
-            found_entries = answer.get("entry") if isinstance(answer.get("entry"), list) else []
+            listed = answer.get("entry")
+            found_entries: list[Any] = listed if isinstance(listed, list) else []
             complete = len(found_entries) == len(batch)
             by_value: dict[str, list[dict[str, Any]]] = {}
             for entry in found_entries:

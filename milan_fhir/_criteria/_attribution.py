@@ -159,7 +159,8 @@ def net_view(record: PatientRecord, rules: RuleSet, as_of: date) -> NetView:
     malign = [m for m in record.malignancies if counts_existence(m.source, as_of)]
     view.history = [m for m in malign if m.kind == "history"]
     malign = [m for m in malign if m.kind != "history"]
-    view.known_refs = {f.source.reference for f in (*primaries, *metastases, *malign, *view.history)}
+    counted: list[PrimaryFact | MetastasisFact | MalignancyFact] = [*primaries, *metastases, *malign, *view.history]
+    view.known_refs = {f.source.reference for f in counted}
     view.known_refs |= {t.source.reference for t in record.transplant_status}
 
     # 1. a site-coded or generic cancer Condition named by a NET-morphology Observation is a primary NET (codes.md)
@@ -205,7 +206,7 @@ def net_view(record: PatientRecord, rules: RuleSet, as_of: date) -> NetView:
     view.metastases = metastases
 
     # 3. the same tumour twice: a site-coded malignancy without morphology at a primary NET's site (§1d)
-    others: list[MalignancyFact] = []
+    distinct: list[MalignancyFact] = []
     for m in malign:
         if m.kind in ("site_code", "generic") and not m.has_morphology and m.site_path and any(
             _known_site(p) and sites_match(m.site_path, p.site_path or (p.site,)) for p in kept
@@ -213,8 +214,8 @@ def net_view(record: PatientRecord, rules: RuleSet, as_of: date) -> NetView:
             view.net_refs.add(m.source.reference)
             view.notes.append(f"{m.source.reference} ({m.label}) is read as the NET recorded again")
             continue
-        others.append(m)
-    view.others = others
+        distinct.append(m)
+    view.others = distinct
 
     view.net_refs |= {p.source.reference for p in kept} | {m.source.reference for m in metastases}
     dated = [s.date for s in _net_sources(kept, metastases) if s.date is not None]

@@ -88,10 +88,10 @@ def _judge(p: PrimaryFact, procedures: list[ProcedureFact], view: NetView, lead:
             f"The primary site is unknown ({cite(p.source)}), so the primary cannot have been resected",
             [p.source],
         )
-    found = []
+    found: list[tuple[ProcedureFact, str]] = []
     for proc in procedures:
-        why, how = _why_not(p, proc, view, lead)
-        if why is None:
+        not_counted, how = _why_not(p, proc, view, lead)
+        if not_counted is None:
             found.append((proc, how))
     if found:
         parts = ", ".join(f"{proc.source.reference} ({proc.source.date or 'undated'}, {how})" for proc, how in found)

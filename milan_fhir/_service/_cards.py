@@ -19,47 +19,23 @@ from typing import Any
 
 from .._domain import CAPPING_CAUTIONS, CRITERIA, EXCLUDING_CAUTIONS, Evaluation, RuleSet, Status, Verdict
 from .._writers import json_lines
-from .._writers._words import CAUTION_LABELS, CRITERION_LABELS
+from .._writers._words import (
+    CAUTION_LABELS,
+    CRITERION_LABELS,
+    STATUS_ICONS,
+    VERDICT_SHORT,
+    criterion_failed_short,
+    criterion_missing_short,
+)
 
 __all__ = ["card", "summary"]
 
 SUMMARY_MAX = 140
-_ICONS = {Status.MET: "✅ met", Status.NOT_MET: "❌ not met", Status.INDETERMINATE: "❔ indeterminate"}
-_VERDICT = {Verdict.ELIGIBLE: "within Milan", Verdict.INELIGIBLE: "outside Milan", Verdict.INDETERMINATE: "undecided"}
-#: what an open criterion lacks, in a word or two (for the summary)
-_OPEN_LABELS = {
-    "age": "birth date",
-    "low_grade": "Ki-67/grade",
-    "liver_burden": "liver burden",
-    "primary_resected_portal": "primary resection",
-    "stable_disease": "disease status",
-    "no_extrahepatic_disease": "staging",
-}
 
 
 def _caution_words(code: str) -> str:
     label = CAUTION_LABELS.get(code, code)
     return label[:1].lower() + label[1:]
-
-
-def _failed_label(name: str, rules: RuleSet) -> str:
-    """A not-met criterion in a few words, with the rule set's limit."""
-    if name == "age":
-        return f"age > {rules.age_max_years} years"
-    if name == "low_grade":
-        if rules.low_grade_mode == "ki67":
-            return f"Ki-67 ≥ {rules.ki67_limit_percent:g} % or high grade"
-        return "high grade (G3)"
-    if name == "liver_burden":
-        op = ">" if rules.liver_burden_inclusive else "≥"
-        return f"liver burden {op} {rules.liver_burden_limit_percent:g} %"
-    if name == "primary_resected_portal":
-        return "primary not portal-drained"
-    if name == "stable_disease":
-        return f"not stable {rules.stable_months} months"
-    if name == "no_extrahepatic_disease":
-        return "extrahepatic disease"
-    return name
 
 
 def _join(parts: list[str], limit: int) -> str:
@@ -88,10 +64,10 @@ def summary(ev: Evaluation, rules: RuleSet) -> str:
         return text[:SUMMARY_MAX]
     if ev.verdict == Verdict.INELIGIBLE:
         parts = [f"{_caution_words(c.code)} (caution)" for c in excluding]
-        parts += [_failed_label(n, rules) for n in names if ev.criteria[n].status == Status.NOT_MET]
+        parts += [criterion_failed_short(n, rules) for n in names if ev.criteria[n].status == Status.NOT_MET]
         prefix = "Outside Milan: "
         return prefix + _join(parts or ["see details"], SUMMARY_MAX - len(prefix))
-    open_ = [_OPEN_LABELS.get(n, n) for n in names if ev.criteria[n].status == Status.INDETERMINATE]
+    open_ = [criterion_missing_short(n) for n in names if ev.criteria[n].status == Status.INDETERMINATE]
     parts = []
     if open_:
         parts.append(_join(open_, 90) + " missing")
@@ -107,7 +83,7 @@ def _md(text: str) -> str:
 
 def _detail(ev: Evaluation, rules: RuleSet, data_origin: dict[str, str]) -> str:
     lines = [
-        f"**Milan criteria: {_VERDICT[ev.verdict]}** for {ev.patient}, as of **{ev.as_of.isoformat()}**, "
+        f"**Milan criteria: {VERDICT_SHORT[str(ev.verdict)]}** for {ev.patient}, as of **{ev.as_of.isoformat()}**, "
         f"rule set {rules.name} {rules.version} ({_md(rules.title)}).",
         "",
     ]
@@ -123,12 +99,12 @@ def _detail(ev: Evaluation, rules: RuleSet, data_origin: dict[str, str]) -> str:
     for name in [n for n in CRITERIA if n in ev.criteria] + [n for n in ev.criteria if n not in CRITERIA]:
         res = ev.criteria[name]
         cell = _md(res.reason)
-        refs = list(dict.fromkeys(s.reference for s in res.evidence))
-        if refs:
-            cell += f" Evidence: {', '.join(refs)}."
+        cited = list(dict.fromkeys(s.reference for s in res.evidence))
+        if cited:
+            cell += f" Evidence: {', '.join(cited)}."
         if res.missing:
             cell += f" **Would settle it:** {_md('; '.join(res.missing))}."
-        lines.append(f"| {CRITERION_LABELS.get(name, name)} | {_ICONS[res.status]} | {cell} |")
+        lines.append(f"| {CRITERION_LABELS.get(name, name)} | {STATUS_ICONS[str(res.status)]} | {cell} |")
     lines.append("")
     if ev.unusable:
         lines.append("Values that could not be read: " + "; ".join(

@@ -191,5 +191,5 @@ class JwtVerifier:
                     del self._seen[k]
             if (iss, jti) in self._seen:
                 raise AuthFailure("the JWT was used before (jti replayed)")
-            self._seen[(iss, jti)] = exp + self.leeway
+            self._seen[(str(iss), jti)] = exp + self.leeway
         return claims

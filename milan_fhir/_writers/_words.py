@@ -33,6 +33,10 @@ __all__ = [
     "criterion_label",
     "criterion_phrase",
     "criterion_phrases",
+    "criterion_failed_short",
+    "criterion_missing_short",
+    "STATUS_ICONS",
+    "VERDICT_SHORT",
     "caution_label",
     "ordered_criteria",
     "ordered_cautions",
@@ -72,6 +76,30 @@ _PHRASES: dict[str, Callable[[RuleSet], str]] = {
     "no_extrahepatic_disease": lambda r: "no disease outside the liver",
 }
 
+#: Not-met criteria in a few words with the rule set's limit (the CDS card summary), one function per criterion.
+_FAILED_SHORT: dict[str, Callable[[RuleSet], str]] = {
+    "age": lambda r: f"age > {r.age_max_years} years",
+    "low_grade": lambda r: (
+        f"Ki-67 ≥ {r.ki67_limit_percent:g} % or high grade" if r.low_grade_mode == "ki67" else "high grade (G3)"
+    ),
+    "liver_burden": lambda r: (
+        f"liver burden {'>' if r.liver_burden_inclusive else '≥'} {r.liver_burden_limit_percent:g} %"
+    ),
+    "primary_resected_portal": lambda r: "primary not portal-drained",
+    "stable_disease": lambda r: f"not stable {r.stable_months} months",
+    "no_extrahepatic_disease": lambda r: "extrahepatic disease",
+}
+
+#: What an undecided criterion lacks, in a word or two (the CDS card summary).
+_MISSING_SHORT: dict[str, str] = {
+    "age": "birth date",
+    "low_grade": "Ki-67/grade",
+    "liver_burden": "liver burden",
+    "primary_resected_portal": "primary resection",
+    "stable_disease": "disease status",
+    "no_extrahepatic_disease": "staging",
+}
+
 #: Status words for people ("not met", not "not_met"); the machine values stay ``Status`` values.
 STATUS_WORDS: dict[str, str] = {
     Status.MET.value: "met",
@@ -84,6 +112,18 @@ VERDICT_WORDS: dict[str, str] = {
     Verdict.ELIGIBLE.value: "ELIGIBLE",
     Verdict.INELIGIBLE.value: "INELIGIBLE",
     Verdict.INDETERMINATE.value: "INDETERMINATE",
+}
+
+#: Status and verdict words of the CDS card (a Markdown table cell and the summary line).
+STATUS_ICONS: dict[str, str] = {
+    Status.MET.value: "✅ met",
+    Status.NOT_MET.value: "❌ not met",
+    Status.INDETERMINATE.value: "❔ indeterminate",
+}
+VERDICT_SHORT: dict[str, str] = {
+    Verdict.ELIGIBLE.value: "within Milan",
+    Verdict.INELIGIBLE.value: "outside Milan",
+    Verdict.INDETERMINATE.value: "undecided",
 }
 
 #: The displays of the verdict codes (CodeSystem milan-net; the shipped CodeSystem must say the same).
@@ -143,6 +183,17 @@ def caution_label(code: str) -> str:
 def criterion_phrase(name: str, rules: RuleSet) -> str:
     phrase = _PHRASES.get(name)
     return phrase(rules) if phrase is not None else criterion_label(name)
+
+
+def criterion_failed_short(name: str, rules: RuleSet) -> str:
+    """A not-met criterion in a few words, with the rule set's limit (``age > 60 years``)."""
+    words = _FAILED_SHORT.get(name)
+    return words(rules) if words is not None else name
+
+
+def criterion_missing_short(name: str) -> str:
+    """What an undecided criterion lacks, in a word or two (``birth date``)."""
+    return _MISSING_SHORT.get(name, name)
 
 
 def criterion_phrases(rules: RuleSet) -> dict[str, str]:

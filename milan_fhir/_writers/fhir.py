@@ -29,7 +29,7 @@ from typing import Any, Iterable
 from fhir.resources.R4B.provenance import Provenance
 from fhir.resources.R4B.riskassessment import RiskAssessment
 from fhir.resources.R4B.structuredefinition import StructureDefinition
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .._domain import Caution, Evaluation, Source, Verdict
 from .._mappings import Mappings, Prediction
@@ -183,6 +183,17 @@ def _reference(ev: Evaluation, src: Source, *, display: bool = True) -> dict[str
     return out
 
 
+def _evidence_parts(ev: Evaluation, sources: Iterable[Source]) -> list[dict[str, Any]]:
+    """One ``evidence`` part per distinct reference, in order (an extension of the criterion or the caution)."""
+    seen: set[str] = set()
+    parts: list[dict[str, Any]] = []
+    for src in sources:
+        if src.reference not in seen:
+            seen.add(src.reference)
+            parts.append({"url": "evidence", "valueReference": _reference(ev, src)})
+    return parts
+
+
 def _criterion_extension(ev: Evaluation, name: str) -> dict[str, Any]:
     res = ev.criteria[name]
     parts: list[dict[str, Any]] = [
@@ -190,12 +201,7 @@ def _criterion_extension(ev: Evaluation, name: str) -> dict[str, Any]:
         {"url": "status", "valueCode": str(res.status)},
         {"url": "reason", "valueString": res.reason},
     ]
-    seen: set[str] = set()
-    for src in res.evidence:
-        if src.reference in seen:
-            continue
-        seen.add(src.reference)
-        parts.append({"url": "evidence", "valueReference": _reference(ev, src)})
+    parts += _evidence_parts(ev, res.evidence)
     for m in res.missing:
         parts.append({"url": "missing", "valueString": m})
     return {"url": CRITERION_RESULT_URL, "extension": parts}
@@ -206,12 +212,7 @@ def _caution_extension(ev: Evaluation, c: Caution) -> dict[str, Any]:
         {"url": "code", "valueCode": c.code},
         {"url": "reason", "valueString": c.reason},
     ]
-    seen: set[str] = set()
-    for src in c.evidence:
-        if src.reference in seen:
-            continue
-        seen.add(src.reference)
-        parts.append({"url": "evidence", "valueReference": _reference(ev, src)})
+    parts += _evidence_parts(ev, c.evidence)
     return {"url": CAUTION_URL, "extension": parts}
 
 
@@ -304,7 +305,7 @@ def _outcome_text(ev: Evaluation) -> str:
     return text
 
 
-def _check(model: type, resource: dict[str, Any]) -> None:
+def _check(model: type[BaseModel], resource: dict[str, Any]) -> None:
     try:
         model.model_validate(resource)
     except ValidationError as exc:  # a bug in this module, not a user error
