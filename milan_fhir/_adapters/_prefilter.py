@@ -163,7 +163,7 @@ class RawPrefilter:
         self._db = _database(self.needles)
 
     def _ends(self, data: bytes) -> list[int]:
-        """The end offset of every needle found in ``data``, in increasing order."""
+        """The end offset of every match in ``data``, in increasing order."""
         ends: list[int] = []
         add = ends.append
 
@@ -177,37 +177,50 @@ class RawPrefilter:
         """Whether the rules could use this one line (no newline in it)."""
         return bool(self._ends(line)) and _typed(line)
 
-    def lines(self, block: bytes) -> list[tuple[int, int]]:
-        """``(start, end)`` of each line of ``block`` (lines cut at ``\\n``) that :meth:`wants` would keep, in
-        order: one search over the whole block, then only the lines holding a needle are looked at."""
+    def lines(self, buf: bytes, start: int = 0, stop: int | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of the lines of ``buf[start:stop]`` (whole lines, each ending with ``\\n``) to look
+        at, in order: each line shaped as one JSON object (``{`` first, ``}`` last) that :meth:`wants` keeps, and
+        every line not so shaped (the caller reads it as ``evaluate`` does, to report it). Blank lines are left
+        out. One search over the buffer; only the lines it points at are touched in Python."""
+        stop = len(buf) if stop is None else stop
         out: list[tuple[int, int]] = []
-        end = -1
-        rfind, find = block.rfind, block.find
-        for e in self._ends(block):
-            if e <= end:
-                continue  # another needle of a line already seen (needles hold no newline)
-            start = rfind(b"\n", 0, e) + 1
-            end = find(b"\n", e)
-            if end < 0:
-                end = len(block)
-            if _typed(block[start:end]):
-                out.append((start, end))
+        end = start - 1
+        rfind, find = buf.rfind, buf.find
+        ends = self._ends(buf)
+        if start < stop and buf[start] != 123:  # 123 "{": the first line has no newline before it to match
+            ends.insert(0, start + 1)
+        for e in ends:
+            pos = e - 1  # the last byte of the match: in the line it points at ...
+            if buf[pos] == 10:  # ... but for "[^}\n]\n" the newline ending that line
+                pos -= 1
+            if pos <= end or pos < start:
+                continue  # a line already seen, or before the range
+            if pos >= stop:
+                break
+            s = rfind(b"\n", 0, pos) + 1
+            end = find(b"\n", pos)
+            if buf[s] != 123 or buf[end - 1] != 125 or _typed(buf[s:end]):
+                out.append((s, end))
         return out
 
 
+#: lines not shaped as one JSON object: a line starting with anything but "{", or ending with anything but "}"
+_MISSHAPEN = (rb"\n[^{\n]", rb"[^}\n]\n")
 _DATABASES: dict[frozenset[bytes], object] = {}
 
 
 def _database(needles: frozenset[bytes]) -> object:
-    """The compiled Hyperscan database of a needle set, once per process (forked helpers inherit it)."""
+    """The compiled Hyperscan database of a needle set (and the misshapen-line patterns), once per process
+    (forked helpers inherit it)."""
     db = _DATABASES.get(needles)
     if db is None:
+        import re
+
         import hyperscan
 
-        ordered = sorted(needles)
+        exprs = [re.escape(n) for n in sorted(needles)] + list(_MISSHAPEN)
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(expressions=ordered, ids=list(range(len(ordered))), elements=len(ordered),
-                   flags=[0] * len(ordered), literal=True)
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=[0] * len(exprs))
         if len(_DATABASES) >= 8:
             _DATABASES.clear()
         _DATABASES[needles] = db

@@ -62,7 +62,20 @@ def _prefilter(layers: tuple[str, ...]) -> Any:
     return pf
 
 
-def _runs(chunk: Chunk, limits: Limits) -> Iterator[bytes]:
+def _unpicked_type(buf: bytes, start: int, stop: int, picked: list[tuple[int, int]]) -> bool:
+    """Whether a line of ``buf[start:stop]`` other than the ``picked`` ones names a ``"resourceType"``."""
+    i = 0
+    p = buf.find(b'"resourceType"', start, stop)
+    while p >= 0:
+        while i < len(picked) and picked[i][1] < p:
+            i += 1
+        if i == len(picked) or p < picked[i][0]:
+            return True
+        p = buf.find(b'"resourceType"', picked[i][1], stop)
+    return False
+
+
+def _runs(chunk: Chunk, limits: Limits) -> Iterator[Any]:
     """The lines of a ``lines`` chunk as runs of whole lines (``_sources.line_blocks``); read faults raise
     :class:`InputError`."""
     import gzip
@@ -223,47 +236,39 @@ def scan_chunk(task: ScanTask) -> ScanResult:
         else:
             select = prefilter.lines
             for run in _runs(chunk, limits):
-                if type(run) is not bytes:  # an Oversize line: the shared line reader reports it
+                if type(run) is not tuple:  # an Oversize line: the shared line reader reports it
                     rel += 1
                     problems = []
                     adapt_all(list(_sources.line_resources(run, path, rel, problems, limits)), problems)
                     continue
-                n = run.count(b"\n")
-                if run[:1] == b"{" and run[-2:-1] == b"}" and run.count(b"}\n{") == n - 1:
-                    # every line is one JSON object on one line (as a Bulk Data export writes them): one search
-                    # over the run finds the lines the rules could use; no other line is touched in Python
-                    pos, base = 0, rel
-                    picked = 0
-                    for start, end in select(run):
-                        base += run.count(b"\n", pos, start)
-                        pos = start
-                        parsed += 1
-                        line = run[start:end]
-                        picked += line.count(b'"resourceType"')
-                        problems = []
-                        adapt_all(list(_sources.line_resources(line, path, base + 1, problems, limits)), problems)
-                    if not fhir:  # until one is seen: is any line of this file FHIR at all?
-                        fhir = run.count(b'"resourceType"') > picked
-                    rel += n
-                    continue
-                for line in run.split(b"\n")[:-1]:  # some line is not shaped so: line by line
-                    rel += 1
-                    if not line or line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
+                # one search over the run finds the lines the rules could use and the lines not shaped as one
+                # JSON object (to be reported); no other line is touched in Python
+                buf, start, stop = run
+                pos, base = start, rel
+                picked = select(buf, start, stop)
+                for s, e in picked:
+                    base += buf.count(b"\n", pos, s)
+                    pos = s
+                    line = buf[s:e]
+                    if line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
                         line = _sources.clean_line(line)
                         if not line:
                             continue
                         if line[0] != 123 or line[-1] != 125:
                             # not one JSON object on one line: the shared line reader says what it is
                             problems = []
-                            adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
+                            adapt_all(list(_sources.line_resources(line, path, base + 1, problems, limits)),
+                                      problems)
                             continue
-                    if not prefilter.wants(line):
-                        if not fhir:
-                            fhir = b'"resourceType"' in line
-                        continue
+                        if not prefilter.wants(line):
+                            fhir = fhir or b'"resourceType"' in line
+                            continue
                     parsed += 1
                     problems = []
-                    adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
+                    adapt_all(list(_sources.line_resources(line, path, base + 1, problems, limits)), problems)
+                rel = base + buf.count(b"\n", pos, stop)
+                if not fhir:  # until one is seen: is any line of this file FHIR at all?
+                    fhir = _unpicked_type(buf, start, stop, picked)
     except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
         errors.append(_error(rel + 1, f"the file cannot be read further: {exc.reason}"))
 
