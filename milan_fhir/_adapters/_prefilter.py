@@ -38,7 +38,8 @@ property test against the full parse, and the Unicode tables below against the r
 from __future__ import annotations
 
 import itertools
-from typing import Iterable
+import re
+from typing import Any
 
 from .._mappings import CODE_SECTIONS, ICD10CM, Mappings
 from ._observation import CONCEPTS as _OBSERVATION_CONCEPTS
@@ -68,27 +69,20 @@ _BY_CODE = frozenset((b"Observation", b"Procedure"))
 _ALWAYS_LITERALS = (b'"Patient"', b'"Condition"', b'"Bundle"')
 _BY_CODE_LITERALS = (b'"Observation"', b'"Procedure"')
 _FAST_HEAD = b'{"resourceType":"'
+_TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]+)"')
 _HEAD_CHARS = 3  # characters of a code that follow a blank in a needle (a blank before a code is rare)
-_MAX_VARIANTS = 256  # case variants of one needle at most: a longer one is cut (its head is a needle too)
 
 
-def _case_variants(text: str, *, lower_exotic: bool = False, last_exotic: bool = False) -> list[str]:
-    """Every spelling of ``text`` that ``upper()`` (or, ``lower_exotic``, ``lower()``) reads as ``text`` does,
-    cut so that there are at most ``_MAX_VARIANTS`` of them."""
-    options: list[list[str]] = []
-    count = 1
-    for i, ch in enumerate(text):
-        opts = list(dict.fromkeys((ch, ch.lower(), ch.upper())))
-        opts = [o for o in opts if len(o) == 1 and (o.lower() == ch.lower() or o.upper() == ch.upper())]
-        if lower_exotic:
-            opts += [x for x in LOWER_TO_ASCII if x.lower() == ch.lower()]
-            if last_exotic and i == len(text) - 1:
-                opts += [x for x in LOWER_TO_ASCII if len(x.lower()) > 1 and x.lower().startswith(ch.lower())]
-        if count * len(opts) > _MAX_VARIANTS:
-            break
-        count *= len(opts)
-        options.append(opts)
-    return ["".join(p) for p in itertools.product(*options)] if options else []
+def _name_pattern(name: str) -> bytes:
+    """A Ki-67 name as a (caseless) pattern: also with the Kelvin sign for ``k`` and the dotted capital I for a
+    final ``i`` (``lower()`` reads them as ``k`` and ``i̇``)."""
+    parts = []
+    for i, ch in enumerate(name):
+        alts = [ch] + [x for x in LOWER_TO_ASCII if x.lower() == ch or (i == len(name) - 1 and len(x.lower()) > 1
+                                                                     and x.lower().startswith(ch))]
+        esc = [re.escape(a.encode("utf-8")) for a in alts]
+        parts.append(esc[0] if len(esc) == 1 else b"(?:" + b"|".join(esc) + b")")
+    return b"".join(parts)
 
 
 def _pattern_heads(kind: str, code: str) -> list[str]:
@@ -120,7 +114,8 @@ class RawPrefilter:
 
     def __init__(self, mappings: Mappings) -> None:
         icd_systems = {ICD10CM, *mappings.icd10_variants, *(v.shares for v in mappings.icd10_variants.values())}
-        needles: set[str] = {"\\", *(t.decode() for t in _ALWAYS_LITERALS)}
+        exact: set[str] = {"\\", *(t.decode() for t in _ALWAYS_LITERALS)}  # matched as they are
+        caseless: set[str] = set()  # matched in any ASCII case (ICD-10 codes)
         codes: list[tuple[str, bool]] = []  # (code start, ICD system)
         keep_typed = False
         for section in PREFILTER_SECTIONS:
@@ -134,33 +129,42 @@ class RawPrefilter:
                     keep_typed = True  # a pattern with no common head: every Observation/Procedure line is kept
                 codes.extend((h, entry.system in icd_systems) for h in heads)
         letters: set[str] = set()
+        heads_exact: set[str] = set()
+        heads_caseless: set[str] = set()
         for code, icd in codes:
             code = code.strip()
             if not code:
                 continue
-            forms = _icd_forms(code.upper()) if icd else [code]
-            for form in forms:
-                spellings = _case_variants(form) if icd else [form]
-                for s in spellings:
-                    needles.add('"' + s)
-                    head = s[:_HEAD_CHARS]
-                    needles.update(blank + head for blank in UNICODE_BLANKS)
+            for form in (_icd_forms(code.upper()) if icd else [code]):
+                (caseless if icd else exact).add('"' + form)
+                (heads_caseless if icd else heads_exact).add(form[:_HEAD_CHARS])
             if icd:
                 letters.update(c for c in code.upper() if c.isascii())
         # a non-ASCII character whose upper case is a letter of an ICD-10 code (``ı`` for I): anywhere
-        needles.update(x for x in UPPER_TO_ASCII if any(c in letters for c in x.upper()))
+        exact.update(x for x in UPPER_TO_ASCII if any(c in letters for c in x.upper()))
+        patterns: list[tuple[bytes, int]] = []  # (expression, caseless)
+        names: set[str] = set()
         for name in mappings.text_nets.ki67_names:
             name = name.lower()
             ascii_head = "".join(itertools.takewhile(lambda c: c.isascii(), name))
             if ascii_head:
-                needles.update(_case_variants(ascii_head, lower_exotic=True, last_exotic=True))
+                names.add(ascii_head)
             elif name:
                 keep_typed = True  # a name starting with a non-ASCII letter: kept by type (rare, sound)
         if keep_typed:
-            needles.update(t.decode() for t in _BY_CODE_LITERALS)
-        needles.discard("")
-        self.needles: frozenset[bytes] = frozenset(n.encode("utf-8") for n in needles)
-        self._db = _database(self.needles)
+            exact.update(t.decode() for t in _BY_CODE_LITERALS)
+        exact.discard("")
+        esc = re.escape
+        patterns += [(esc(n.encode("utf-8")), 0) for n in sorted(exact)]
+        patterns += [(esc(n.encode("utf-8")), 1) for n in sorted(caseless)]
+        patterns += [(_name_pattern(n), 1) for n in sorted(names)]
+        blank = b"(?:" + b"|".join(esc(c.encode("utf-8")) for c in UNICODE_BLANKS) + b")"
+        for heads, flag in ((heads_exact, 0), (heads_caseless, 1)):
+            if heads:
+                patterns.append((blank + b"(?:" + b"|".join(esc(h.encode("utf-8")) for h in sorted(heads)) + b")",
+                                 flag))
+        self.patterns: tuple[tuple[bytes, int], ...] = tuple(patterns)
+        self._db = _database(self.patterns)
 
     def _ends(self, data: bytes) -> list[int]:
         """The end offset of every match in ``data``, in increasing order."""
@@ -206,24 +210,23 @@ class RawPrefilter:
 
 #: lines not shaped as one JSON object: a line starting with anything but "{", or ending with anything but "}"
 _MISSHAPEN = (rb"\n[^{\n]", rb"[^}\n]\n")
-_DATABASES: dict[frozenset[bytes], object] = {}
+_DATABASES: dict[tuple[tuple[bytes, int], ...], Any] = {}
 
 
-def _database(needles: frozenset[bytes]) -> object:
-    """The compiled Hyperscan database of a needle set (and the misshapen-line patterns), once per process
+def _database(patterns: tuple[tuple[bytes, int], ...]) -> Any:
+    """The compiled Hyperscan database of the needles (and the misshapen-line patterns), once per process
     (forked helpers inherit it)."""
-    db = _DATABASES.get(needles)
+    db = _DATABASES.get(patterns)
     if db is None:
-        import re
-
         import hyperscan
 
-        exprs = [re.escape(n) for n in sorted(needles)] + list(_MISSHAPEN)
+        exprs = [p for p, _ in patterns] + list(_MISSHAPEN)
+        flags = [hyperscan.HS_FLAG_CASELESS if c else 0 for _, c in patterns] + [0] * len(_MISSHAPEN)
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=[0] * len(exprs))
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
         if len(_DATABASES) >= 8:
             _DATABASES.clear()
-        _DATABASES[needles] = db
+        _DATABASES[patterns] = db
     return db
 
 
@@ -239,8 +242,6 @@ def _typed(line: bytes) -> bool:
 
 def _leading_type(line: bytes) -> bytes | None:
     """The resourceType when it is the first key of the line's object (as in Bulk Data exports), else None."""
-    import re
-
     if line.startswith(_FAST_HEAD):
         end = line.find(b'"', 17, 60)
         return line[17:end] if end > 0 else None
@@ -248,10 +249,5 @@ def _leading_type(line: bytes) -> bytes | None:
     i = head.find(b'"resourceType"')
     if i < 0 or head[:i].strip() != b"{":
         return None
-    m = re.match(rb'\s*:\s*"([A-Za-z]+)"', head[i + 14:])
+    m = _TYPE_VALUE.match(head, i + 14)
     return m.group(1) if m else None
-
-
-def needles_of(mappings: Mappings) -> Iterable[bytes]:
-    """The needles of a prefilter for ``mappings`` (for tests and diagnostics)."""
-    return sorted(RawPrefilter(mappings).needles)

@@ -24,7 +24,7 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import orjson
 
@@ -48,6 +48,7 @@ def _mappings(layers: tuple[str, ...]) -> Any:
         from .._mappings import default_mappings, load_mappings
 
         m = _SETTINGS[layers] = load_mappings(*layers) if layers else default_mappings()
+        _prefilter(layers)  # compiled here, before helpers fork (the run's warm-up loads the mappings)
     return m
 
 
@@ -60,6 +61,49 @@ def _prefilter(layers: tuple[str, ...]) -> Any:
 
         pf = _SETTINGS[key] = RawPrefilter(_mappings(layers))
     return pf
+
+
+@dataclass
+class LineScan:
+    """What :func:`select_lines` saw: every line (blank ones included, for absolute line numbers), and whether
+    a line it passed over names a ``"resourceType"`` (the file is FHIR, whatever is reported about others)."""
+
+    lines: int = 0
+    fhir: bool = False
+
+
+def select_lines(runs: Iterable[Any], prefilter: Any, scan: LineScan) -> Iterator[tuple[int, bytes, bool]]:
+    """``(line number, line, wanted)`` of each line the cohort reads with ``_sources.line_resources``: the
+    lines shaped as one JSON object that the prefilter keeps (``wanted``), and every other line that is not
+    blank (misshapen or oversize: the shared reader reports what it is). ``runs`` come from
+    ``_sources.line_blocks``; one search over each run (``RawPrefilter.lines``) finds the lines, no other line
+    is touched in Python. Each line is cleaned (blanks, byte-order mark) as ``evaluate`` does."""
+    for run in runs:
+        if type(run) is not tuple:  # an Oversize line
+            scan.lines += 1
+            yield scan.lines, run, False
+            continue
+        buf, start, stop = run
+        pos, base = start, scan.lines
+        picked = prefilter.lines(buf, start, stop)
+        for s, e in picked:
+            base += buf.count(b"\n", pos, s)
+            pos = s
+            line = buf[s:e]
+            if line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
+                line = _sources.clean_line(line)
+                if not line:
+                    continue
+                if line[0] != 123 or line[-1] != 125:  # not one JSON object on one line
+                    yield base + 1, line, False
+                    continue
+                if not prefilter.wants(line):
+                    scan.fhir = scan.fhir or b'"resourceType"' in line
+                    continue
+            yield base + 1, line, True
+        scan.lines = base + buf.count(b"\n", pos, stop)
+        if not scan.fhir:  # until one is seen: is any line of this file FHIR at all?
+            scan.fhir = _unpicked_type(buf, start, stop, picked)
 
 
 def _unpicked_type(buf: bytes, start: int, stop: int, picked: list[tuple[int, int]]) -> bool:
@@ -234,41 +278,15 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             adapt_all(located, problems)
             fhir = True  # a document that is not FHIR was reported above
         else:
-            select = prefilter.lines
-            for run in _runs(chunk, limits):
-                if type(run) is not tuple:  # an Oversize line: the shared line reader reports it
-                    rel += 1
+            scan = LineScan()
+            try:
+                for number, line, wanted in select_lines(_runs(chunk, limits), prefilter, scan):
+                    parsed += wanted
                     problems = []
-                    adapt_all(list(_sources.line_resources(run, path, rel, problems, limits)), problems)
-                    continue
-                # one search over the run finds the lines the rules could use and the lines not shaped as one
-                # JSON object (to be reported); no other line is touched in Python
-                buf, start, stop = run
-                pos, base = start, rel
-                picked = select(buf, start, stop)
-                for s, e in picked:
-                    base += buf.count(b"\n", pos, s)
-                    pos = s
-                    line = buf[s:e]
-                    if line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
-                        line = _sources.clean_line(line)
-                        if not line:
-                            continue
-                        if line[0] != 123 or line[-1] != 125:
-                            # not one JSON object on one line: the shared line reader says what it is
-                            problems = []
-                            adapt_all(list(_sources.line_resources(line, path, base + 1, problems, limits)),
-                                      problems)
-                            continue
-                        if not prefilter.wants(line):
-                            fhir = fhir or b'"resourceType"' in line
-                            continue
-                    parsed += 1
-                    problems = []
-                    adapt_all(list(_sources.line_resources(line, path, base + 1, problems, limits)), problems)
-                rel = base + buf.count(b"\n", pos, stop)
-                if not fhir:  # until one is seen: is any line of this file FHIR at all?
-                    fhir = _unpicked_type(buf, start, stop, picked)
+                    adapt_all(list(_sources.line_resources(line, path, number, problems, limits)), problems)
+            finally:
+                rel = scan.lines
+                fhir = fhir or scan.fhir
     except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
         errors.append(_error(rel + 1, f"the file cannot be read further: {exc.reason}"))
 
