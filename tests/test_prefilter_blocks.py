@@ -23,7 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from milan_fhir._adapters import RawPrefilter, adapt_resource
+from milan_fhir._adapters._observation import CONCEPTS as OBSERVATION_CONCEPTS
 from milan_fhir._adapters._prefilter import LOWER_TO_ASCII, UNICODE_BLANKS, UPPER_TO_ASCII
+from milan_fhir._adapters._procedure import CONCEPTS as PROCEDURE_CONCEPTS
 from milan_fhir._cohort._work import LineScan, select_lines
 from milan_fhir._mappings import CODE_SECTIONS, default_mappings, load_mappings
 from milan_fhir._sources import Limits, Oversize, clean_line, line_blocks, line_resources
@@ -49,6 +51,7 @@ text_nets:
 TYPES = ["Observation", "Procedure", "Condition", "Patient", "Encounter", "MedicationRequest", "DiagnosticReport"]
 OTHER_SYSTEMS = ["http://example.org/local", "http://loinc.org", "http://snomed.info/sct", None]
 EXOTIC = {"I": "\u0131", "S": "\u017f", "FI": "\ufb01", "SS": "\xdf", "ST": "\ufb05", "FF": "\ufb00"}
+_SECTIONS_OF = {"Observation": OBSERVATION_CONCEPTS, "Procedure": PROCEDURE_CONCEPTS}
 MARKS = ["+", "*", "!", "\u2020", " ", "\xa0"]
 
 
@@ -59,10 +62,10 @@ def layered(tmp_path_factory):
     return load_mappings(path)
 
 
-def _codes(m) -> list[tuple[str, str]]:
-    """(system, code) of every exact entry, and a code under every pattern entry."""
-    out = [(e.system, e.code) for s in CODE_SECTIONS for e in m.codes_of(s)]
-    for s in CODE_SECTIONS:
+def _codes(m, sections=CODE_SECTIONS) -> list[tuple[str, str]]:
+    """(system, code) of every exact entry, and a code under every pattern entry, of ``sections``."""
+    out = [(e.system, e.code) for s in sections for e in m.codes_of(s)]
+    for s in sections:
         for e in m.patterns_of(s):
             if e.match == "range":
                 lo, _, hi = e.code.partition("-")
@@ -127,7 +130,16 @@ def _resource(m, rnd: random.Random, codes: list[tuple[str, str]]) -> dict:
     if rtype == "Patient":
         res["birthDate"] = "1970-01-01"
         return res
-    system, code = rnd.choice(codes) if rnd.random() < 0.7 else (None, rnd.choice(["1234-5", "X99", "8302-2"]))
+    r = rnd.random()
+    own = _codes(m, _SECTIONS_OF.get(rtype, CODE_SECTIONS))  # the codes its type is recognised by
+    if r < 0.25:  # codes with letters (ICD-10 systems: case, dots, marks and odd letters matter)
+        system, code = rnd.choice([c for c in own if any(ch.isalpha() for ch in c[1])] or own)
+    elif r < 0.5:
+        system, code = rnd.choice(own)
+    elif r < 0.75:
+        system, code = rnd.choice(codes)
+    else:
+        system, code = None, rnd.choice(["1234-5", "X99", "8302-2"])
     if system is not None and rnd.random() < 0.5:
         system = rnd.choice(_systems(m, system))
     if rnd.random() < 0.2:
@@ -199,6 +211,8 @@ def _line(m, rnd: random.Random, codes, p_escape: float) -> bytes:
     if damage < 0.09:
         return b"  " + text + b" "
     if damage < 0.10:
+        return rnd.choice([b"x", b"]", b"\xef\xbb\xbfx"]) + text
+    if damage < 0.11:
         return rnd.choice([b"", b"   ", b"[1, 2]", b'"x"', b'{"a": 1}', b"\xef\xbb\xbf", b"null"])
     return text
 
@@ -297,3 +311,36 @@ def test_unicode_tables_match_this_python():
     assert set(LOWER_TO_ASCII) == {c for c in chars if ord(c) > 127 and any(ord(x) < 128 for x in c.lower())}
     # and a code is compared stripped: the control blanks are never raw in a JSON string
     assert all(ord(c) < 0x20 for c in chars[:0x21] if c.isspace() and c != " ")
+
+
+def _obs(value: str, system: str = "http://hl7.org/fhir/sid/icd-10-cm", **more) -> dict:
+    return {"resourceType": "Observation", "id": "o1", "status": "final", "subject": {"reference": "Patient/p1"},
+            "effectiveDateTime": "2025-01-01", "code": {"coding": [{"system": system, "code": value}]},
+            "valueString": "5 %"} | more
+
+
+@pytest.mark.parametrize("resource", [
+    _obs("\u017f36.1F"),  # long s: upper() is S
+    _obs("s36.1f"),  # lower case
+    _obs("S361F"),  # no dot
+    _obs("\u3000S36.1F"),  # an ideographic blank before the code
+    _obs("\ufb019.9", system="http://fhir.de/CodeSystem/bfarm/icd-10-gm"),  # the fi ligature: upper() is FI
+    _obs("\u0131\u0131", code={"text": "Wachstumsmarker\u0130"}),  # a Ki-67 name ending in a dotted capital I
+    _obs("x", code={"text": "\u212ai-67"}),  # the Kelvin sign: lower() is k
+], ids=["long-s", "lower", "no-dot", "ideographic-blank", "fi-ligature", "dotted-I", "kelvin"])
+def test_odd_spellings_the_adapters_read_are_kept(layered, resource):
+    line = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    assert _used(line, layered, Limits()), "the adapters read this spelling (else the case proves nothing)"
+    assert RawPrefilter(layered).wants(line)
+    for block in ([line + b"\n"], [b'{"resourceType":"Encounter"}\n' + line + b"\n"]):
+        picked = [n for n, _l, _w in select_lines(line_blocks(block, 1 << 20), RawPrefilter(layered), LineScan())]
+        assert picked == [len(block[0].split(b"\n")) - 1]
+
+
+def test_a_misshapen_first_line_of_a_read_block_is_reported(layered):
+    """The first line of a run has no newline before it: it is looked at even without a needle."""
+    text = b'x{"resourceType":"Encounter"}\n{"resourceType":"Encounter"}\n'
+    for cut in range(1, len(text)):
+        handed = [n for n, _l, _w in select_lines(line_blocks([text[:cut], text[cut:]], 1 << 20),
+                                                  RawPrefilter(layered), LineScan())]
+        assert handed == [1], cut
