@@ -73,16 +73,30 @@ _TYPE_VALUE = re.compile(rb'\s*:\s*"([A-Za-z]+)"')
 _HEAD_CHARS = 3  # characters of a code that follow a blank in a needle (a blank before a code is rare)
 
 
-def _name_pattern(name: str) -> bytes:
-    """A Ki-67 name as a (caseless) pattern: also with the Kelvin sign for ``k`` and the dotted capital I for a
-    final ``i`` (``lower()`` reads them as ``k`` and ``i̇``)."""
-    parts = []
+#: a needle: a sequence of slots, each the byte strings that may stand there (``"`` then ``C|c`` then ``7``...)
+Needle = tuple[tuple[bytes, ...], ...]
+
+
+def _literal(text: str) -> Needle:
+    return ((text.encode("utf-8"),),)
+
+
+def _caseless(text: str) -> Needle:
+    """``text`` in any ASCII case (as ``upper()`` reads an ICD-10 code)."""
+    return tuple(tuple(dict.fromkeys(c.encode() for c in (ch, ch.upper(), ch.lower()) if len(c) == 1))
+                 if ch.isascii() else (ch.encode("utf-8"),) for ch in text)
+
+
+def _name(name: str) -> Needle:
+    """A Ki-67 name (lower case) as ``lower()`` reads it: any ASCII case, the Kelvin sign for ``k``, the dotted
+    capital I for a final ``i`` (its ``lower()`` is ``i`` and a combining dot)."""
+    slots = []
     for i, ch in enumerate(name):
-        alts = [ch] + [x for x in LOWER_TO_ASCII if x.lower() == ch or (i == len(name) - 1 and len(x.lower()) > 1
-                                                                     and x.lower().startswith(ch))]
-        esc = [re.escape(a.encode("utf-8")) for a in alts]
-        parts.append(esc[0] if len(esc) == 1 else b"(?:" + b"|".join(esc) + b")")
-    return b"".join(parts)
+        alts = [c for c in (ch, ch.upper()) if len(c) == 1]
+        alts += [x for x in LOWER_TO_ASCII if x.lower() == ch or (i == len(name) - 1 and len(x.lower()) > 1
+                                                                  and x.lower().startswith(ch))]
+        slots.append(tuple(dict.fromkeys(a.encode("utf-8") for a in alts)))
+    return tuple(slots)
 
 
 def _pattern_heads(kind: str, code: str) -> list[str]:
@@ -112,7 +126,7 @@ def _icd_forms(code: str) -> list[str]:
 class RawPrefilter:
     """``RawPrefilter(mappings).lines(block)`` / ``.wants(line)``: drops only lines the adapters would skip."""
 
-    def __init__(self, mappings: Mappings) -> None:
+    def __init__(self, mappings: Mappings, *, engine: str | None = None) -> None:
         icd_systems = {ICD10CM, *mappings.icd10_variants, *(v.shares for v in mappings.icd10_variants.values())}
         exact: set[str] = {"\\", *(t.decode() for t in _ALWAYS_LITERALS)}  # matched as they are
         caseless: set[str] = set()  # matched in any ASCII case (ICD-10 codes)
@@ -142,7 +156,6 @@ class RawPrefilter:
                 letters.update(c for c in code.upper() if c.isascii())
         # a non-ASCII character whose upper case is a letter of an ICD-10 code (``ı`` for I): anywhere
         exact.update(x for x in UPPER_TO_ASCII if any(c in letters for c in x.upper()))
-        patterns: list[tuple[bytes, int]] = []  # (expression, caseless)
         names: set[str] = set()
         for name in mappings.text_nets.ki67_names:
             name = name.lower()
@@ -154,28 +167,16 @@ class RawPrefilter:
         if keep_typed:
             exact.update(t.decode() for t in _BY_CODE_LITERALS)
         exact.discard("")
-        esc = re.escape
-        patterns += [(esc(n.encode("utf-8")), 0) for n in sorted(exact)]
-        patterns += [(esc(n.encode("utf-8")), 1) for n in sorted(caseless)]
-        patterns += [(_name_pattern(n), 1) for n in sorted(names)]
-        blank = b"(?:" + b"|".join(esc(c.encode("utf-8")) for c in UNICODE_BLANKS) + b")"
-        for heads, flag in ((heads_exact, 0), (heads_caseless, 1)):
-            if heads:
-                patterns.append((blank + b"(?:" + b"|".join(esc(h.encode("utf-8")) for h in sorted(heads)) + b")",
-                                 flag))
-        self.patterns: tuple[tuple[bytes, int], ...] = tuple(patterns)
-        self._db = _database(self.patterns)
-
-    def _ends(self, data: bytes) -> list[int]:
-        """The end offset of every match in ``data``, in increasing order."""
-        ends: list[int] = []
-        add = ends.append
-
-        def hit(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
-            add(end)
-
-        self._db.scan(data, match_event_handler=hit)
-        return ends
+        blanks = tuple(c.encode("utf-8") for c in UNICODE_BLANKS)
+        needles: list[Needle] = [_literal(n) for n in sorted(exact)]
+        needles += [_caseless(n) for n in sorted(caseless)]
+        needles += [_name(n) for n in sorted(names)]
+        needles += [(blanks, *_literal(h)) for h in sorted(heads_exact)]
+        needles += [(blanks, *_caseless(h)) for h in sorted(heads_caseless)]
+        self.needles: tuple[Needle, ...] = tuple(dict.fromkeys(needles))
+        #: the search engine: "hyperscan" where the package is installed (x86-64), else "ahocorasick"
+        self.engine = engine or ENGINE
+        self._ends = _matcher(self.needles, self.engine)
 
     def wants(self, line: bytes) -> bool:
         """Whether the rules could use this one line (no newline in it)."""
@@ -209,25 +210,108 @@ class RawPrefilter:
 
 
 #: lines not shaped as one JSON object: a line starting with anything but "{", or ending with anything but "}"
+#: (Hyperscan patterns; the Aho-Corasick engine counts line boundaries instead)
 _MISSHAPEN = (rb"\n[^{\n]", rb"[^}\n]\n")
-_DATABASES: dict[tuple[tuple[bytes, int], ...], Any] = {}
+_MAX_SPELLINGS = 256  # literals one needle stands for in the Aho-Corasick engine (a longer needle is cut: sound)
+_MATCHERS: dict[tuple[Any, ...], Any] = {}
+ENGINES = ("hyperscan", "ahocorasick")
 
 
-def _database(patterns: tuple[tuple[bytes, int], ...]) -> Any:
-    """The compiled Hyperscan database of the needles (and the misshapen-line patterns), once per process
-    (forked helpers inherit it)."""
-    db = _DATABASES.get(patterns)
-    if db is None:
+def _engine() -> str:
+    """``MILAN_FHIR_PREFILTER=hyperscan|ahocorasick`` chooses; else Hyperscan when it can be imported (it is
+    installed on x86-64), else Aho-Corasick (``ahocorasick_rs``, installed elsewhere)."""
+    import os
+
+    wanted = os.environ.get("MILAN_FHIR_PREFILTER", "").strip().lower()
+    if wanted in ENGINES:
+        return wanted
+    try:
+        import hyperscan  # noqa: F401
+    except ImportError:
+        return "ahocorasick"
+    return "hyperscan"
+
+
+#: the search engine of this process (``milan-fhir --version`` names it)
+ENGINE = _engine()
+
+
+def _expression(needle: Needle) -> bytes:
+    """A needle as a Hyperscan expression."""
+    out = []
+    for alts in needle:
+        if len(alts) == 1:
+            out.append(re.escape(alts[0]))
+        elif all(len(a) == 1 for a in alts):
+            out.append(b"[" + b"".join(re.escape(a) for a in alts) + b"]")
+        else:
+            out.append(b"(?:" + b"|".join(re.escape(a) for a in alts) + b")")
+    return b"".join(out)
+
+
+def _spellings(needle: Needle) -> list[bytes]:
+    """The literals a needle stands for, cut to its longest head with at most ``_MAX_SPELLINGS`` of them."""
+    slots, count = [], 1
+    for alts in needle:
+        if slots and count * len(alts) > _MAX_SPELLINGS:
+            break
+        slots.append(alts)
+        count *= len(alts)
+    return [b"".join(p) for p in itertools.product(*slots)]
+
+
+def _matcher(needles: tuple[Needle, ...], engine: str) -> Any:
+    """``ends(buf) -> [end offset of each match, increasing]``: every needle found, and for each line not shaped
+    as one JSON object a match in it; compiled once per process (forked helpers inherit it)."""
+    key = (engine, needles)
+    ends = _MATCHERS.get(key)
+    if ends is not None:
+        return ends
+    if engine == "hyperscan":
         import hyperscan
 
-        exprs = [p for p, _ in patterns] + list(_MISSHAPEN)
-        flags = [hyperscan.HS_FLAG_CASELESS if c else 0 for _, c in patterns] + [0] * len(_MISSHAPEN)
+        exprs = [_expression(n) for n in needles] + list(_MISSHAPEN)
         db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
-        if len(_DATABASES) >= 8:
-            _DATABASES.clear()
-        _DATABASES[patterns] = db
-    return db
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=[0] * len(exprs))
+
+        def ends(buf: bytes) -> list[int]:
+            out: list[int] = []
+            add = out.append
+
+            def hit(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+                add(end)
+
+            db.scan(buf, match_event_handler=hit)
+            return out
+    elif engine == "ahocorasick":
+        import ahocorasick_rs
+
+        literals = sorted({s for n in needles for s in _spellings(n)})
+        find = ahocorasick_rs.BytesAhoCorasick(literals).find_matches_as_indexes
+
+        def ends(buf: bytes) -> list[int]:
+            out = [e for _i, _s, e in find(buf)]
+            nl = buf.count(b"\n")
+            closed = buf.endswith(b"\n")
+            if buf.count(b"}\n{") != nl - closed or (closed and buf[-2:-1] != b"}"):
+                out = sorted(out + _misshapen(buf))  # some line boundary is not "}\n{": find those lines
+            return out
+    else:
+        raise ValueError(f"unknown prefilter engine {engine!r} (one of {', '.join(ENGINES)})")
+    if len(_MATCHERS) >= 8:
+        _MATCHERS.clear()
+    _MATCHERS[key] = ends
+    return ends
+
+
+def _misshapen(buf: bytes) -> list[int]:
+    """A match end inside each non-blank line of ``buf`` not shaped as one JSON object (the slow way)."""
+    out, pos = [], 0
+    for line in buf.split(b"\n"):
+        if line and (line[0] != 123 or line[-1] != 125):
+            out.append(pos + 1)
+        pos += len(line) + 1
+    return out
 
 
 def _typed(line: bytes) -> bool:
