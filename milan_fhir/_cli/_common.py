@@ -202,7 +202,7 @@ def timeout_option(default: float, *, group: str | None = None) -> argparse.Argu
 def smart_options() -> argparse.ArgumentParser:
     """The SMART Backend Services options of the server commands (``evaluate --server``, ``cohort --server``,
     ``upload``); each falls back to its environment variable."""
-    from .._client._smart import SMART_ENV
+    from .._client._names import SMART_ENV
 
     parent, g = _parent(
         "SMART Backend Services",
