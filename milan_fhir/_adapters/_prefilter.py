@@ -2,9 +2,10 @@
 
 It must never reject a line that the full parse would use (:func:`adapt_resource` gives facts or a fault);
 letting through an irrelevant one only costs a parse. It works on a whole block of lines at once: one
-multi-pattern literal search (Hyperscan, ``hyperscan``, at memory speed) over the block finds the few lines that
-hold a *needle*; only those lines are looked at in Python (:meth:`RawPrefilter.lines`); ``wants(line)`` is the
-same test on one line.
+multi-pattern search over the block, in compiled code (Hyperscan where it is installed, on x86-64; else
+Aho-Corasick, ``ahocorasick_rs``: :data:`ENGINE`), finds the few lines that hold a *needle*, and the lines not
+shaped as one JSON object; only those lines are looked at in Python (:meth:`RawPrefilter.lines`);
+``wants(line)`` is the same test on one line.
 
 The needles, each derived from what the adapters compare (``Mappings.match``, ``names_any``):
 
@@ -282,6 +283,7 @@ def _matcher(needles: tuple[Needle, ...], engine: str) -> Any:
                 add(end)
 
             db.scan(buf, match_event_handler=hit)
+            out.sort()  # Hyperscan reports by end offset already; sorting a sorted list costs one pass
             return out
     elif engine == "ahocorasick":
         import ahocorasick_rs
