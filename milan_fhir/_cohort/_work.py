@@ -1,8 +1,9 @@
 """The two stages a cohort run is made of, as top-level functions that worker processes (spawn-safe) run.
 
-Stage 1, :func:`scan_chunk`: read one chunk of an NDJSON file as bytes; check each line cheaply (a JSON object
-on one line?) and ask :class:`RawPrefilter` whether the rules could use it; parse only those with orjson; turn
-them into compact facts with :func:`adapt_resource`; spill the :class:`Adapted` objects to the work folder, one
+Stage 1, :func:`scan_chunk`: read one chunk of an NDJSON file as bytes, in blocks of whole lines; one search
+over each block (:meth:`RawPrefilter.lines`, in compiled code) gives the lines the rules could use and the lines
+not shaped as one JSON object (:func:`select_lines`); parse only those with orjson (no other line becomes a
+Python object); turn them into compact facts with :func:`adapt_resource`; spill the :class:`Adapted` objects to the work folder, one
 section per patient bucket (``crc32(patient) % buckets``). Malformed lines and invalid resources are written to
 the chunk's error file; the run goes on.
 
@@ -11,7 +12,7 @@ of a duplicated resource wins whatever the number of workers), build each patien
 evaluate the patients of the cohort and write their JSON line and RiskAssessment into part files sorted by
 patient; return the bucket's :class:`Tally`.
 
-Memory: a chunk's lines (``CHUNK_BYTES``) and the facts of one bucket at a time, whatever the input size.
+Memory: one read block of a chunk (8 MB) and the facts of one bucket at a time, whatever the input size.
 Every file of the work folder is written to a temporary name and renamed when complete, so a run that stops
 half-way leaves only complete pieces behind (which ``--resume`` reuses).
 """
