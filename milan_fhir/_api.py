@@ -16,15 +16,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ._domain import Evaluation
-from ._mappings import Mappings, default_mappings
+from typing import TYPE_CHECKING
+
 from ._runtime import as_date as _as_date
 from ._runtime import resolve_mappings, software_version
-from ._writers import fhir as _fhir
-from ._writers import json_lines as _json_lines
+
+if TYPE_CHECKING:
+    from ._domain import Evaluation
+    from ._mappings import Mappings
 
 _log = logging.getLogger("milan_fhir")
-from ._writers import table as _table
 
 __all__ = [
     "evaluate",
@@ -99,26 +100,37 @@ def evaluate(
 
 def to_json(ev: Evaluation) -> dict[str, Any]:
     """The JSON object of criteria.md §6 for one evaluation (plus ``evidence_detail`` and version keys)."""
-    return _json_lines.to_json(ev)
+    from ._writers import json_lines
+
+    return json_lines.to_json(ev)
 
 
 def to_risk_assessment(ev: Evaluation, mappings: Mappings | None = None) -> dict[str, Any]:
     """The FHIR R4 RiskAssessment of criteria.md §5 for one evaluation, as a dict."""
-    return _fhir.risk_assessment(ev, mappings if mappings is not None else default_mappings())
+    from ._mappings import default_mappings
+    from ._writers import fhir
+
+    return fhir.risk_assessment(ev, mappings if mappings is not None else default_mappings())
 
 
 def to_provenance(
     ev: Evaluation, target_reference: str, *, recorded: dt.datetime | str | None = None
 ) -> dict[str, Any]:
     """A FHIR R4 Provenance for a written RiskAssessment: this software and every input with its version."""
-    return _fhir.provenance(ev, target_reference, recorded=recorded, software_version=software_version())
+    from ._writers import fhir
+
+    return fhir.provenance(ev, target_reference, recorded=recorded, software_version=software_version())
 
 
 def render_table(evaluations: Iterable[Evaluation], *, width: int | None = None, colour: bool | None = None) -> str:
     """The evaluations as a text table for a terminal."""
-    return _table.render(evaluations, width=width, colour=colour)
+    from ._writers import table
+
+    return table.render(evaluations, width=width, colour=colour)
 
 
 def structure_definitions() -> list[dict[str, Any]]:
     """The FHIR StructureDefinitions milan-fhir ships (extensions and the RiskAssessment profile)."""
-    return _fhir.structure_definitions()
+    from ._writers import fhir
+
+    return fhir.structure_definitions()

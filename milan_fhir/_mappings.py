@@ -18,7 +18,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ._domain import RuleSet
@@ -646,17 +645,87 @@ def _default_dir() -> Path:
     raise MappingError("the default mappings are missing from the installation (milan_fhir/_default_mappings)")
 
 
-#: libyaml's safe loader when PyYAML was built with it (about 10x faster: every process start loads the mappings)
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: libyaml's safe loader when PyYAML was built with it (about 10x faster than the pure-Python one)
+def _yaml() -> tuple[Any, Any]:
+    """PyYAML and its safe loader, imported when a file is parsed (the default files usually come from the
+    JSON cache)."""
+    import yaml
+
+    return yaml, getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def _read_yaml(path: Path) -> Any:
+#: the default mapping files parsed once, as JSON (``mappings/_parsed.json``, shipped beside them): each file's
+#: data with the SHA-256 of its text; used only when the hash matches the file as it is, else the YAML is parsed
+PARSED_CACHE = "_parsed.json"
+
+
+@lru_cache(maxsize=4)
+def _parsed_cache(folder: str) -> bytes:
+    """The bytes of a folder's ``_parsed.json`` (b"" when there is none), read once per process."""
+    try:
+        return (Path(folder) / PARSED_CACHE).read_bytes()
+    except OSError:
+        return b""
+
+
+def _cached(path: Path, text: str) -> Any:
+    """The parsed data of a default mapping file from the JSON cache, or None (no cache, or the file changed)."""
+    import hashlib
+
+    import orjson
+
+    raw = _parsed_cache(str(path.parent))
+    if not raw:
+        return None
+    try:
+        cache = orjson.loads(raw)  # parsed anew each time: the loader may keep or change what it is given
+    except orjson.JSONDecodeError:
+        return None
+    files = cache.get("files") if isinstance(cache, dict) and cache.get("format") == 1 else None
+    hit = files.get(path.name) if isinstance(files, dict) else None
+    if isinstance(hit, dict) and hit.get("sha256") == hashlib.sha256(text.encode("utf-8")).hexdigest():
+        return hit.get("data")
+    return None
+
+
+def write_parsed_cache(folder: Path | None = None) -> Path:
+    """Write ``_parsed.json`` for the default mapping files (run after editing them:
+    ``python -c "from milan_fhir._mappings import write_parsed_cache; write_parsed_cache()"``); a file whose
+    YAML does not survive a JSON round trip unchanged is left out (it is then parsed as YAML)."""
+    import hashlib
+
+    import orjson
+
+    folder = folder or _default_dir()
+    files = {}
+    for name in DEFAULT_FILES:
+        text = (folder / name).read_text(encoding="utf-8")
+        yaml, loader = _yaml()
+        data = yaml.load(text, Loader=loader) or {}
+        try:
+            if orjson.loads(orjson.dumps(data)) != data:
+                continue
+        except TypeError:
+            continue
+        files[name] = {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "data": data}
+    out = folder / PARSED_CACHE
+    out.write_bytes(orjson.dumps({"format": 1, "files": files}, option=orjson.OPT_SORT_KEYS) + b"\n")
+    _parsed_cache.cache_clear()
+    return out
+
+
+def _read_yaml(path: Path, *, default: bool = False) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MappingError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+    if default:
+        data = _cached(path, text)
+        if data is not None:
+            return data
+    yaml, loader = _yaml()
     try:
-        return yaml.load(text, Loader=_SAFE_LOADER) or {}
+        return yaml.load(text, Loader=loader) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -670,6 +739,7 @@ def load_mappings(*layers: str | os.PathLike[str], defaults: bool = True) -> Map
     if defaults:
         base = _default_dir()
         paths.extend(base / name for name in DEFAULT_FILES)
+    n_default = len(paths)
     for layer in layers:
         p = Path(layer)
         if p.is_dir():
@@ -678,8 +748,8 @@ def load_mappings(*layers: str | os.PathLike[str], defaults: bool = True) -> Map
             paths.append(p)
         else:
             raise MappingError("no such mapping file", file=str(p))
-    for p in paths:
-        builder.layer(_read_yaml(p), str(p))
+    for i, p in enumerate(paths):
+        builder.layer(_read_yaml(p, default=i < n_default), str(p))
     return builder.build()
 
 

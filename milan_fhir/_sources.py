@@ -40,7 +40,7 @@ from .errors import InputError
 
 __all__ = [
     "Located", "InputProblem", "Limits", "Oversize", "Skipped", "read_path", "read_file", "read_resources",
-    "list_folder", "sniff", "split_lines", "line_resources", "read_document", "open_blocks", "FHIR_SUFFIXES",
+    "list_folder", "sniff", "split_lines", "line_blocks", "line_resources", "read_document", "open_blocks", "FHIR_SUFFIXES",
     "BOM",
 ]
 
@@ -352,17 +352,83 @@ def split_lines(blocks: Iterable[bytes], max_line: int) -> Iterator[list[bytes]]
             yield [Oversize(skipping + i)]
             skipping = -1
             data = data[i + 1:]
+        joined = len(tail) + len(data)
         lines = (tail + data).split(b"\n") if tail else data.split(b"\n")
         tail = lines.pop()
         if len(tail) > max_line:
             skipping, tail = len(tail), b""
-        if len(data) > max_line:
+        if joined > max_line:  # a line of this block (or one begun in the last) may be over the limit
             lines = [ln if len(ln) <= max_line else Oversize(len(ln)) for ln in lines]
         yield lines
     if skipping >= 0:
         yield [Oversize(skipping)]
     elif tail:
         yield [tail]
+
+
+def line_blocks(blocks: Iterable[bytes], max_line: int) -> Iterator[tuple[bytes, int, int] | Oversize]:
+    """The lines of a stream of byte blocks as runs, without a Python object per line: each item is
+    ``(buf, start, stop)``, the whole lines ``buf[start:stop]`` (every one ending with ``\\n``; the stream's last
+    line gets one; ``buf`` may hold more bytes around them, which belong to other items), or an :class:`Oversize`
+    standing for one line longer than ``max_line`` (its bytes dropped as they are read). The same lines as
+    :func:`split_lines`; the cohort searches each run at once (``RawPrefilter.lines``). A read block is not
+    copied: only a line cut by a block boundary is."""
+    tail = b""
+    skipping = -1  # bytes of an oversize line seen so far, or -1
+    for data in blocks:
+        off = 0
+        if skipping >= 0:
+            i = data.find(b"\n")
+            if i < 0:
+                skipping += len(data)
+                continue
+            yield Oversize(skipping + i)
+            skipping = -1
+            off = i + 1
+        first = data.find(b"\n", off)
+        if first < 0:
+            tail += data[off:]
+            if len(tail) > max_line:
+                skipping, tail = len(tail), b""
+            continue
+        if tail:  # the line begun in the last block
+            line = tail + data[off:first + 1]
+            tail = b""
+            if len(line) - 1 > max_line:
+                yield Oversize(len(line) - 1)
+            else:
+                yield line, 0, len(line)
+            off = first + 1
+        cut = data.rfind(b"\n") + 1
+        if cut > off:
+            if cut - off > max_line:
+                yield from _cut_oversize(data[off:cut], max_line)
+            else:
+                yield data, off, cut
+        tail = data[cut:]
+        if len(tail) > max_line:
+            skipping, tail = len(tail), b""
+    if skipping >= 0:
+        yield Oversize(skipping)
+    elif tail:
+        yield tail + b"\n", 0, len(tail) + 1
+
+
+def _cut_oversize(run: bytes, max_line: int) -> Iterator[tuple[bytes, int, int] | Oversize]:
+    """A run of lines, with each line longer than ``max_line`` replaced by an :class:`Oversize`."""
+    pending: list[bytes] = []
+    for line in run.split(b"\n")[:-1]:
+        if len(line) > max_line:
+            if pending:
+                joined = b"\n".join(pending) + b"\n"
+                yield joined, 0, len(joined)
+                pending = []
+            yield Oversize(len(line))
+        else:
+            pending.append(line)
+    if pending:
+        joined = b"\n".join(pending) + b"\n"
+        yield joined, 0, len(joined)
 
 
 def clean_line(raw: bytes) -> bytes:

@@ -30,6 +30,21 @@ COMMANDS: tuple[Callable[[Any], argparse.ArgumentParser], ...] = (
 )
 
 
+class _Version(argparse.Action):
+    """``--version``: the version, and the cohort prefilter's search engine (looked up only when asked)."""
+
+    def __init__(self, option_strings: Sequence[str], version: str, dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: Any = None) -> None:
+        from .._adapters._prefilter import ENGINE
+
+        print(f"{self.version} (cohort prefilter: {ENGINE})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._runtime import software_version
 
@@ -41,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run 'milan-fhir COMMAND --help' for a command's options and examples.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {software_version()}")
+    parser.add_argument("--version", action=_Version, version=f"{PROG} {software_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     subparsers.required = True
     for add in COMMANDS:

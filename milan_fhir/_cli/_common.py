@@ -230,7 +230,7 @@ def all_patients_option(help: str, *, group: str | None = None) -> argparse.Argu
 def smart_options() -> argparse.ArgumentParser:
     """The SMART Backend Services options of the server commands (``evaluate --server``, ``cohort --server``,
     ``upload``); each falls back to its environment variable."""
-    from .._client._smart import SMART_ENV
+    from .._client._names import SMART_ENV
 
     parent, g = _parent(
         "SMART Backend Services",

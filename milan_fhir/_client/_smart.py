@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..errors import FhirAuthError, FhirConnectionError, InputError
+from ._names import SMART_ENV as _SMART_ENV
 from ._session import _SECRETS, install_redaction, make_session
 
 __all__ = ["SmartBackendAuth", "SMART_ENV", "DEFAULT_TYPES"]
@@ -47,13 +48,7 @@ DEFAULT_TYPES = ("Patient", "Condition", "Observation", "Procedure")
 #: the longest client assertion lifetime SMART allows
 MAX_ASSERTION_SECONDS = 300
 #: environment variables for the command line (the key is a file path; no secret goes on the command line)
-SMART_ENV = {
-    "client_id": "MILAN_FHIR_SMART_CLIENT_ID",
-    "key": "MILAN_FHIR_SMART_KEY",
-    "kid": "MILAN_FHIR_SMART_KID",
-    "token_url": "MILAN_FHIR_SMART_TOKEN_URL",
-    "scopes": "MILAN_FHIR_SMART_SCOPES",
-}
+SMART_ENV = _SMART_ENV  # defined in _names (the command line reads it without importing requests)
 
 
 def _origin(url: str) -> tuple[str, str]:

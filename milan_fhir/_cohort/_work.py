@@ -1,8 +1,9 @@
 """The two stages a cohort run is made of, as top-level functions that worker processes (spawn-safe) run.
 
-Stage 1, :func:`scan_chunk`: read one chunk of an NDJSON file as bytes; check each line cheaply (a JSON object
-on one line?) and ask :class:`RawPrefilter` whether the rules could use it; parse only those with orjson; turn
-them into compact facts with :func:`adapt_resource`; spill the :class:`Adapted` objects to the work folder, one
+Stage 1, :func:`scan_chunk`: read one chunk of an NDJSON file as bytes, in blocks of whole lines; one search
+over each block (:meth:`RawPrefilter.lines`, in compiled code) gives the lines the rules could use and the lines
+not shaped as one JSON object (:func:`select_lines`); parse only those with orjson (no other line becomes a
+Python object); turn them into compact facts with :func:`adapt_resource`; spill the :class:`Adapted` objects to the work folder, one
 section per patient bucket (``crc32(patient) % buckets``). Malformed lines and invalid resources are written to
 the chunk's error file; the run goes on.
 
@@ -11,7 +12,7 @@ of a duplicated resource wins whatever the number of workers), build each patien
 evaluate the patients of the cohort and write their JSON line and RiskAssessment into part files sorted by
 patient; return the bucket's :class:`Tally`.
 
-Memory: a chunk's lines (``CHUNK_BYTES``) and the facts of one bucket at a time, whatever the input size.
+Memory: one read block of a chunk (8 MB) and the facts of one bucket at a time, whatever the input size.
 Every file of the work folder is written to a temporary name and renamed when complete, so a run that stops
 half-way leaves only complete pieces behind (which ``--resume`` reuses).
 """
@@ -24,7 +25,7 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import orjson
 
@@ -32,7 +33,7 @@ from .. import _sources
 from .._domain import PatientRecord
 from .._sources import Limits
 from ..errors import InputError
-from ._files import Chunk, iter_lines
+from ._files import Chunk
 from ._tally import Tally
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
@@ -48,7 +49,90 @@ def _mappings(layers: tuple[str, ...]) -> Any:
         from .._mappings import default_mappings, load_mappings
 
         m = _SETTINGS[layers] = load_mappings(*layers) if layers else default_mappings()
+        _prefilter(layers)  # compiled here, before helpers fork (the run's warm-up loads the mappings)
     return m
+
+
+def _prefilter(layers: tuple[str, ...]) -> Any:
+    """The prefilter of this run's mappings, built once per process."""
+    key = ("prefilter", *layers)
+    pf = _SETTINGS.get(key)
+    if pf is None:
+        from .._adapters import RawPrefilter
+
+        pf = _SETTINGS[key] = RawPrefilter(_mappings(layers))
+    return pf
+
+
+@dataclass
+class LineScan:
+    """What :func:`select_lines` saw: every line (blank ones included, for absolute line numbers), and whether
+    a line it passed over names a ``"resourceType"`` (the file is FHIR, whatever is reported about others)."""
+
+    lines: int = 0
+    fhir: bool = False
+
+
+def select_lines(runs: Iterable[Any], prefilter: Any, scan: LineScan) -> Iterator[tuple[int, bytes, bool]]:
+    """``(line number, line, wanted)`` of each line the cohort reads with ``_sources.line_resources``: the
+    lines shaped as one JSON object that the prefilter keeps (``wanted``), and every other line that is not
+    blank (misshapen or oversize: the shared reader reports what it is). ``runs`` come from
+    ``_sources.line_blocks``; one search over each run (``RawPrefilter.lines``) finds the lines, no other line
+    is touched in Python. Each line is cleaned (blanks, byte-order mark) as ``evaluate`` does."""
+    for run in runs:
+        if type(run) is not tuple:  # an Oversize line
+            scan.lines += 1
+            yield scan.lines, run, False
+            continue
+        buf, start, stop = run
+        pos, base = start, scan.lines
+        picked = prefilter.lines(buf, start, stop)
+        for s, e in picked:
+            base += buf.count(b"\n", pos, s)
+            pos = s
+            line = buf[s:e]
+            if line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
+                line = _sources.clean_line(line)
+                if not line:
+                    continue
+                if line[0] != 123 or line[-1] != 125:  # not one JSON object on one line
+                    yield base + 1, line, False
+                    continue
+                if not prefilter.wants(line):
+                    scan.fhir = scan.fhir or b'"resourceType"' in line
+                    continue
+            yield base + 1, line, True
+        scan.lines = base + buf.count(b"\n", pos, stop)
+        if not scan.fhir:  # until one is seen: is any line of this file FHIR at all?
+            scan.fhir = _unpicked_type(buf, start, stop, picked)
+
+
+def _unpicked_type(buf: bytes, start: int, stop: int, picked: list[tuple[int, int]]) -> bool:
+    """Whether a line of ``buf[start:stop]`` other than the ``picked`` ones names a ``"resourceType"``."""
+    i = 0
+    p = buf.find(b'"resourceType"', start, stop)
+    while p >= 0:
+        while i < len(picked) and picked[i][1] < p:
+            i += 1
+        if i == len(picked) or p < picked[i][0]:
+            return True
+        p = buf.find(b'"resourceType"', picked[i][1], stop)
+    return False
+
+
+def _runs(chunk: Chunk, limits: Limits) -> Iterator[Any]:
+    """The lines of a ``lines`` chunk as runs of whole lines (``_sources.line_blocks``); read faults raise
+    :class:`InputError`."""
+    import gzip
+
+    try:
+        fh = gzip.open(chunk.path, "rb") if chunk.gz else open(chunk.path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=chunk.path) from None
+    with fh:
+        blocks = _sources.open_blocks(fh, chunk.path, limits, gz=chunk.gz, start=chunk.start,
+                                      end=None if chunk.end < 0 else chunk.end)
+        yield from _sources.line_blocks(blocks, limits.max_line_bytes)
 
 
 def bucket_of(patient: str, buckets: int) -> int:
@@ -135,12 +219,12 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     Lines are cut and read by the same functions as ``evaluate`` (``_sources.split_lines``,
     ``_sources.line_resources``, ``_sources.read_document``); only the prefilter comes in between.
     """
-    from .._adapters import Located, RawPrefilter, adapt_resource, full_url_map
+    from .._adapters import Located, adapt_resource, full_url_map
     from .._adapters._guard import printable
     from .._adapters._located import InputProblem
 
     mappings = _mappings(task.mapping_layers)
-    wants = RawPrefilter(mappings).wants
+    prefilter = _prefilter(task.mapping_layers)
     limits = task.limits
     chunk = task.chunk
     path = chunk.path
@@ -195,26 +279,15 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             adapt_all(located, problems)
             fhir = True  # a document that is not FHIR was reported above
         else:
-            for block in iter_lines(chunk, limits):
-                for line in block:
-                    rel += 1
-                    if not line or line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
-                        if type(line) is bytes:
-                            line = _sources.clean_line(line)
-                            if not line:
-                                continue
-                        if type(line) is not bytes or line[0] != 123 or line[-1] != 125:
-                            # not one JSON object on one line: the shared line reader says what it is
-                            problems = []
-                            adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
-                            continue
-                    if not wants(line):
-                        if not fhir:  # until one is seen: is any line of this file FHIR at all?
-                            fhir = b'"resourceType"' in line
-                        continue
-                    parsed += 1
+            scan = LineScan()
+            try:
+                for number, line, wanted in select_lines(_runs(chunk, limits), prefilter, scan):
+                    parsed += wanted
                     problems = []
-                    adapt_all(list(_sources.line_resources(line, path, rel, problems, limits)), problems)
+                    adapt_all(list(_sources.line_resources(line, path, number, problems, limits)), problems)
+            finally:
+                rel = scan.lines
+                fhir = fhir or scan.fhir
     except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
         errors.append(_error(rel + 1, f"the file cannot be read further: {exc.reason}"))
 

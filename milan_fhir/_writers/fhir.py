@@ -26,11 +26,6 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Iterable
 
-from fhir.resources.R4B.provenance import Provenance
-from fhir.resources.R4B.riskassessment import RiskAssessment
-from fhir.resources.R4B.structuredefinition import StructureDefinition
-from pydantic import BaseModel, ValidationError
-
 from .._domain import Caution, Evaluation, Source, Verdict
 from .._mappings import Mappings, Prediction
 from .._runtime import software_version
@@ -305,9 +300,27 @@ def _outcome_text(ev: Evaluation) -> str:
     return text
 
 
-def _check(model: type[BaseModel], resource: dict[str, Any]) -> None:
+#: the R4B model of each resource type this module builds, imported when first checked (an ``evaluate`` that
+#: writes no RiskAssessment never loads them)
+_MODELS = {
+    "RiskAssessment": "fhir.resources.R4B.riskassessment",
+    "Provenance": "fhir.resources.R4B.provenance",
+    "StructureDefinition": "fhir.resources.R4B.structuredefinition",
+}
+
+
+@lru_cache(maxsize=None)
+def _model(rtype: str) -> Any:
+    from importlib import import_module
+
+    return getattr(import_module(_MODELS[rtype]), rtype)
+
+
+def _check(rtype: str, resource: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
     try:
-        model.model_validate(resource)
+        _model(rtype).model_validate(resource)
     except ValidationError as exc:  # a bug in this module, not a user error
         raise FhirBuildError(f"milan-fhir built an invalid {resource.get('resourceType')}: {exc}") from exc
 
@@ -386,7 +399,7 @@ def risk_assessment(
         beside = _beside([c for c in cautions if caution_effect(c.code) == "informs"])
         ra["mitigation"] = mappings.mitigation + (f" {beside}" if beside else "")
     if validate:
-        _check(RiskAssessment, ra)
+        _check("RiskAssessment", ra)
     return ra
 
 
@@ -429,7 +442,7 @@ def provenance(
     if entities:
         prov["entity"] = entities
     if validate:
-        _check(Provenance, prov)
+        _check("Provenance", prov)
     return prov
 
 
@@ -454,7 +467,7 @@ def structure_definitions() -> list[dict[str, Any]]:
     and the milan-risk-assessment profile (FHIR 4.0.1, differential form)."""
     out = [r for r in conformance_resources() if r.get("resourceType") == "StructureDefinition"]
     for sd in out:
-        _check(StructureDefinition, sd)
+        _check("StructureDefinition", sd)
     return out
 
 
