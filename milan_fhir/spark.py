@@ -28,7 +28,7 @@ from milan_fhir._cohort._run import CohortResult
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["screen", "run_cohort", "CohortResult", "main"]
+__all__ = ["screen", "run_cohort", "session", "CohortResult", "main"]
 
 
 def screen(spark: "SparkSession", source: "str | os.PathLike[str] | DataFrame", *, as_of: dt.date | str,
@@ -69,8 +69,9 @@ def run_cohort(spark: "SparkSession", source: "str | os.PathLike[str] | DataFram
                        all_patients=all_patients, partitions=partitions, parquet=parquet, write_back=write_back)
 
 
-def session(master: str | None = None, app_name: str = "milan-fhir") -> "SparkSession":
-    """A Spark session (``master`` e.g. ``local[2]``; none: what ``spark-submit`` or the environment says)."""
+def session(master: str | None = None, app_name: str = "milan-fhir", config: dict[str, str] | None = None) -> "SparkSession":
+    """A Spark session (``master`` e.g. ``local[2]``; none: what ``spark-submit`` or the environment says), with
+    ``config`` settings; on a local master the Python workers run this interpreter."""
     from pyspark.sql import SparkSession
 
     if master and master.startswith("local"):  # the Python workers run this interpreter (its packages)
@@ -78,7 +79,9 @@ def session(master: str | None = None, app_name: str = "milan-fhir") -> "SparkSe
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    return builder.config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate()
+    for k, v in (config or {}).items():
+        builder = builder.config(k, v)
+    return builder.getOrCreate()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -106,7 +106,7 @@ def _read_files(spark: Any, source: str, layers: Any) -> tuple[Any, list[str], l
         names = [_norm(u) for u in uris]
         display = list(uris)
         skipped = []
-    lines = df.select(F.input_file_name().alias("uri"), F.input_file_block_start().alias("start"),
+    lines = df.select(F.input_file_name().alias("file"), F.input_file_block_start().alias("start"),
                       F.col("value").cast("binary").alias("value"))
     return lines, names, display, skipped
 
@@ -128,17 +128,13 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
     limits = Limits.from_env()
     if isinstance(source, (str, os.PathLike)):
         lines, names, display, skipped = _read_files(spark, os.fspath(source), layers)
-        rank_of = {n: i for i, n in enumerate(names)}
-
-        @F.udf("int")
-        def _rank(uri: str) -> int:
-            return rank_of.get(_norm(uri), -1)
-
-        lines = lines.select(_rank("uri").alias("file_rank"), "start", "value")
     else:  # a DataFrame of lines
         lines, display = _frame_lines(source)
-        skipped = []
-    settings = Settings(m, tuple(display), limits.max_line_bytes, day, rules.name, all_patients, keep_evaluations)
+        names, skipped = list(display), []
+    ranks = {n: i for i, n in enumerate(names)}
+    ranks.update({unquote(n): i for i, n in enumerate(names) if "://" in n})
+    settings = Settings(m, tuple(display), ranks, limits.max_line_bytes, day,
+                        rules.name, all_patients, keep_evaluations)
 
     def scan_fn(batches: Iterator[Any]) -> Iterator[Any]:
         from milan_fhir._spark._tasks import scan_partition
@@ -154,7 +150,9 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
 
     scan = lines.mapInArrow(scan_fn, SCAN_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
     facts = scan.where(F.col("kind") == FACT).select("patient", "file_rank", "start", "seq", "rel", "payload")
-    facts = facts.repartition(partitions, "patient") if partitions else facts.repartition("patient")
+    # range-partitioned: each patient in one partition, and the partitions in patient order (the outputs are
+    # then streamed partition by partition, sorted, with no further shuffle)
+    facts = facts.repartitionByRange(partitions, "patient") if partitions else facts.repartitionByRange("patient")
     evaluated = facts.sortWithinPartitions("patient", "file_rank", "start", "seq").mapInArrow(eval_fn, EVAL_SCHEMA)
     return Screen(spark, source, settings, list(display), skipped, scan, evaluated)
 
@@ -176,10 +174,9 @@ def _frame_lines(df: Any) -> tuple[Any, list[str]]:
     if "line" not in cols:
         schema = StructType(df.schema.fields + [StructField("line", LongType(), False)])
         df = df.rdd.zipWithIndex().map(lambda ri: (*ri[0], ri[1] + 1)).toDF(schema)
-    rank = F.create_map(*[x for i, f in enumerate(files) for x in (F.lit(f), F.lit(i))])
     # each row its own "split" at offset line - 1 holding one line: the driver's line arithmetic then gives `line`
-    lines = df.select(rank[F.col("file")].cast("int").alias("file_rank"),
-                      (F.col("line").cast("long") - 1).alias("start"), F.col("value").cast("binary").alias("value"))
+    lines = df.select(F.col("file").cast("string").alias("file"), (F.col("line").cast("long") - 1).alias("start"),
+                      F.col("value").cast("binary").alias("value"))
     return lines, files
 
 
@@ -202,24 +199,28 @@ def _line0(counts: list[Any], frame: bool) -> dict[tuple[int, int], int]:
     return line0
 
 
-def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[str, str]]) -> Iterator[bytes]:
-    """errors.ndjson: files skipped, then the scan's and the duplicates' errors in file and line order."""
+def _error_key(row: Any, stream: int) -> tuple[Any, ...]:
+    return (row.file_rank, row.start, -1 if row.rel is None else row.rel, stream, row.seq, bytes(row.payload))
+
+
+def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[str, str]],
+            duplicates: list[tuple[Any, ...]]) -> Iterator[bytes]:
+    """errors.ndjson: files skipped, then the scan's errors (sorted by Spark) merged with the duplicates (few,
+    gathered on the driver), in file and line order."""
+    import heapq
+
     from pyspark.sql import functions as F
 
     yield from _run.skipped_errors(skipped)
-    scan_err = scr.scan.where(F.col("kind") == ERROR).select(
-        "file_rank", "start", "rel", F.lit(0).alias("stream"), "seq", "payload")
-    dup_err = scr.evaluated.where(F.col("kind") == DUPLICATE).select(
-        "file_rank", "start", "rel", F.lit(1).alias("stream"), "seq", "payload")
-    ordered = scan_err.unionByName(dup_err).orderBy("file_rank", "start", "rel", "stream", "seq", "payload")
+    scan_err = (scr.scan.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
+                .orderBy("file_rank", "start", "rel", "seq"))
     files = scr.settings.files
-    for row in ordered.toLocalIterator(prefetchPartitions=True):
-        e = orjson.loads(row.payload)
-        base = line0.get((row.file_rank, row.start), 0)
-        line = None if row.rel is None else base + row.rel
-        rec = {"file": files[row.file_rank], "line": line, "resource": e["resource"], "field": e["field"],
-               "reason": e["reason"]}
-        yield orjson.dumps(rec)
+    stream = (_error_key(row, 0) for row in scan_err.toLocalIterator(prefetchPartitions=True))
+    for rank, start, rel, _, _, payload in heapq.merge(stream, sorted(duplicates)):
+        e = orjson.loads(payload)
+        line = None if rel < 0 else line0.get((rank, start), 0) + rel
+        yield orjson.dumps({"file": files[rank], "line": line, "resource": e["resource"], "field": e["field"],
+                            "reason": e["reason"]})
 
 
 def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: dt.date | str | None = None,
@@ -248,42 +249,48 @@ def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: d
         fhir_ranks = {r.file_rank for r, s in zip(counts, stats) if s["fhir"]}
         files = scr.files
         skipped = scr.skipped + [(f, "no line is a FHIR resource") for i, f in enumerate(files) if i not in fhir_ranks]
-        ev = scr.evaluated.persist()
+        ev = scr.evaluated.persist() if parquet else scr.evaluated
         try:
-            tallies = ev.where(F.col("kind") == TALLY).select("seq", "payload").collect()
-            t_eval = time.perf_counter()
-            tally = Tally()
-            for r in tallies:
-                tally.merge(pickle.loads(r.payload))
-            results = ev.where(F.col("kind") == RESULT).select("patient", "result", "risk_assessment", "evaluation")
             if parquet:
                 target = str(parquet) if not isinstance(parquet, bool) else str(outp / "parquet")
                 scr.results.write.mode("overwrite").parquet(target.rstrip("/") + "/results")
-            ordered = results.orderBy("patient")
+            tally = Tally()
+            seen = 0
+            duplicates: list[tuple[Any, ...]] = []
             with ExitStack() as stack:
                 wb = _WriteBack(stack, scr.settings.mappings, write_back) if write_back else None
 
                 def pairs() -> Iterator[tuple[bytes, bytes]]:
-                    for row in ordered.toLocalIterator(prefetchPartitions=True):
-                        if wb is not None:
-                            wb.add(pickle.loads(row.evaluation))
-                        yield bytes(row.result), bytes(row.risk_assessment)
+                    """One pass over the evaluated partitions, in patient order (range-partitioned)."""
+                    nonlocal seen
+                    for row in ev.toLocalIterator(prefetchPartitions=True):
+                        if row.kind == RESULT:
+                            if wb is not None:
+                                wb.add(pickle.loads(row.evaluation))
+                            yield bytes(row.result), bytes(row.risk_assessment)
+                        elif row.kind == DUPLICATE:
+                            duplicates.append(_error_key(row, 1))
+                        elif row.kind == TALLY:
+                            tally.merge(pickle.loads(row.payload))
+                            seen += row.seq
                     if wb is not None:
                         wb.flush()
 
-                n_results, n_errors = _run.write_outputs(outp, pairs(), _errors(scr, line0, skipped),
+                n_results, n_errors = _run.write_outputs(outp, pairs(), _errors(scr, line0, skipped, duplicates),
                                                          None if wb is None else wb.lines())
+            t_eval = time.perf_counter()
             wb_counts = wb.counts if wb is not None else None
             assert tally.patients == n_results
             scan_counts = _run.ScanCounts(list(files), skipped, sum(s["lines"] for s in stats),
                                           sum(s["parsed"] for s in stats), sum(s["kept"] for s in stats))
             summary = _run.build_summary(
-                source=source if not frame else "<dataframe>", day=scr.settings.as_of, rules=scr.settings.mappings.rule_set(rule_set),
-                mappings=scr.settings.mappings, scan=scan_counts, errors=n_errors,
-                patients_seen=sum(r.seq for r in tallies), tally=tally, all_patients=all_patients,
+                source="<dataframe>" if frame else source, day=scr.settings.as_of,
+                rules=scr.settings.mappings.rule_set(rule_set), mappings=scr.settings.mappings, scan=scan_counts,
+                errors=n_errors, patients_seen=seen, tally=tally, all_patients=all_patients,
                 write_back=(write_back["base_url"], wb_counts or {}) if write_back else None)
         finally:
-            ev.unpersist()
+            if parquet:
+                ev.unpersist()
     finally:
         scr.scan.unpersist()
 
@@ -291,8 +298,8 @@ def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: d
         t_end = time.perf_counter()
         return {"engine": "spark", "master": spark.sparkContext.master,
                 "parallelism": spark.sparkContext.defaultParallelism, "seconds": round(t_end - t0, 3),
-                "stages": {"scan": round(t_scan - t0, 3), "evaluate": round(t_eval - t_scan, 3),
-                           "outputs_and_report": round(t_end - t_eval, 3)}}
+                "stages": {"scan": round(t_scan - t0, 3), "evaluate_and_outputs": round(t_eval - t_scan, 3),
+                           "summary_and_report": round(t_end - t_eval, 3)}}
 
     return _run.finish(outp, summary, run, engine="spark")
 

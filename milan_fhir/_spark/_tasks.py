@@ -16,6 +16,7 @@ i.e. per patient in file order, then line order: :func:`milan_fhir._cohort._grou
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Settings:
 
     mappings: Any
     files: tuple[str, ...]  # display name of each file rank
+    rank_of: dict[str, int]  # file rank of each name the scan input gives (a file URI, or a DataFrame's file)
     max_line_bytes: int
     as_of: Any = None
     rule_set: str | None = None
@@ -196,13 +198,31 @@ def _key(obj: Any) -> str | None:
     return None
 
 
+def rank_of(name: str, settings: Settings) -> int:
+    """A file's rank from the name the scan input gives it (Spark's ``input_file_name`` URI, or a DataFrame's
+    ``file``)."""
+    rank = settings.rank_of.get(name)
+    if rank is None:
+        from urllib.parse import unquote, urlparse
+
+        u = urlparse(name)
+        plain = unquote(name)
+        rank = settings.rank_of.get(os.path.realpath(unquote(u.path)) if u.scheme in ("", "file") else plain)
+    if rank is None:
+        raise RuntimeError(f"milan-fhir: the scan met a file it was not given: {name}")
+    return rank
+
+
 def scan_partition(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
-    """``mapInArrow`` over ``(file_rank, start, value)`` batches: facts, errors and one count row per split."""
+    """``mapInArrow`` over ``(file, start, value)`` batches: facts, errors and one count row per split."""
     out = _Out(SCAN_SCHEMA)
     splits: dict[tuple[int, int], _Split] = {}
     current: _Split | None = None
+    ranks_seen: dict[str, int] = {}
     for batch in batches:
-        ranks = batch.column("file_rank").to_pylist()
+        names = batch.column("file").to_pylist()
+        ranks = [ranks_seen.get(n) if n in ranks_seen else ranks_seen.setdefault(n, rank_of(n, settings))
+                 for n in names]
         starts = batch.column("start").to_pylist()
         values = batch.column("value").to_pylist()
         for rank, start, value in zip(ranks, starts, values):
