@@ -156,7 +156,8 @@ def test_fixture_bundles_on_one_line_each(spark, tmp_path):
 
 def test_messy_export_and_partitionings_agree(spark, messy_export, tmp_path):
     """Duplicates, malformed lines, gzip, BOM, CRLF: same bytes as local; and the same whatever the number of
-    partitions of either step (scan splits of 1 file each or cut every 4 KB; 1, 2 or 8 evaluate partitions)."""
+    partitions of either step (scan: whole files, or files cut every 64 KB with several splits in a partition;
+    group/evaluate: 1, 2 or 8 partitions)."""
     from milan_fhir import spark as ms
 
     local = local_cohort(messy_export, tmp_path / "local", as_of=AS_OF, workers=2, chunk_bytes=4096)
@@ -164,11 +165,12 @@ def test_messy_export_and_partitionings_agree(spark, messy_export, tmp_path):
     reasons = " | ".join(e["reason"] for e in errors)
     assert "more than once" in reasons and "not valid JSON" in reasons and "no line is a FHIR resource" in reasons
     assert local.errors == len(errors) >= 6
-    for n, split in ((1, str(1 << 30)), (2, "4096"), (8, "4096")):
+    for n, split in ((1, str(1 << 30)), (2, str(1 << 16)), (8, str(1 << 16))):
         out = tmp_path / f"spark-{n}"
         with _conf(spark, spark_sql_files_maxPartitionBytes=split, spark_sql_files_openCostInBytes="0"):
-            ms.run_cohort(spark, messy_export, out, as_of=AS_OF, partitions=n)
+            result = ms.run_cohort(spark, messy_export, out, as_of=AS_OF, partitions=n)
         assert_same(tmp_path / "local", out)
+        assert result.patients == local.patients > 0
 
 
 def test_screen_dataframe_and_parquet(spark, messy_export, tmp_path):
