@@ -19,7 +19,7 @@ import milan_fhir
 from milan_fhir._client._fetch import patient_searches
 from milan_fhir._client._upload import to_transaction
 from milan_fhir._service import JwtVerifier, ServiceConfig, create_app, parse_trust
-from milan_fhir._service._cli import build_config
+from milan_fhir._cli.serve import build_config
 from milan_fhir._cli import build_parser
 from milan_fhir.errors import InputError
 from smart_servers import CdsClientSigner, rsa_key, serve_asgi

@@ -62,7 +62,7 @@ def test_a_symlink_at_the_file_name_is_replaced_never_written_through(tmp_path):
     out.mkdir()
     (out / "results.ndjson").symlink_to(victim)
     [ev] = milan_fhir.evaluate(FIXTURES / "01-ileal-net-eligible.json", as_of=AS_OF)
-    from milan_fhir._cli import write_out_dir
+    from milan_fhir._cli._common import write_out_dir
     from milan_fhir._mappings import default_mappings
 
     write_out_dir(out, [ev], default_mappings())

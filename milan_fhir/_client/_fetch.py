@@ -1,17 +1,18 @@
 """Reading one patient's data from a FHIR server in few round trips.
 
-The rules need only some resources: the Patient, Observations and Procedures with the codes of the mappings,
-and the patient's Conditions (all of them: a primary may be coded as a generic cancer with a morphology
-extension). Strategies:
+The rules read four resource types: the Patient and all of the patient's Observations, Conditions and Procedures.
+No search is filtered by code: a Ki-67 may be recognised only by its text (criteria.md §1d), a primary may be
+coded as a generic cancer with a morphology extension, and code entries may be prefixes or ranges (OPS 5-504.x)
+that a token search cannot express; the adapters decide what each resource is, exactly as for files. Strategies:
 
-- ``batch`` (the default where the server offers batch/transaction): ONE ``batch`` Bundle of code-filtered
-  searches (``Observation?subject=Patient/x&code=system|code,...``, ``Condition?subject=Patient/x``,
-  ``Procedure?subject=Patient/x&code=...``, ``Patient/x``), plus the lookup of the current RiskAssessment of
+- ``batch`` (the default where the server offers batch/transaction): ONE ``batch`` Bundle of per-type
+  searches (``Observation?subject=Patient/x``, ``Condition?subject=Patient/x``,
+  ``Procedure?subject=Patient/x``, ``Patient/x``), plus the lookup of the current RiskAssessment of
   each rule set by identifier, so that a write-back needs no further read. Further pages, if any, by
   ``link[next]``. An entry that fails is retried on its own as a plain search (the fallback).
 - ``everything``: ``Patient/x/$everything`` (paged), filtered here.
-- ``searches``: the code-filtered searches one by one (servers with neither batch nor ``$everything``).
-- ``naive``: unfiltered per-type searches (a benchmark baseline only).
+- ``searches``: the same searches one by one (servers with neither batch nor ``$everything``).
+- ``naive``: the per-type searches one by one without the RiskAssessment lookup (a benchmark baseline only).
 
 ``auto`` picks from the server's CapabilityStatement (read once per client): batch, else ``$everything``,
 else searches; if the batch itself is refused it falls back to ``$everything``, then to searches.
@@ -24,13 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import urlencode
 
-from .._adapters import _observation, _procedure
 from .._mappings import Mappings
 from .._writers.fhir import IDENTIFIER_SYSTEM, identifier_value, resource_id
 from ..errors import FhirAuthError, FhirConnectionError, FhirNotFoundError, FhirServerError, InputError
 from ._client import FhirClient, entry_error
 
-__all__ = ["STRATEGIES", "FetchResult", "fetch_patient", "patient_searches", "search_codes", "ra_search", "is_ours",
+__all__ = ["STRATEGIES", "FetchResult", "fetch_patient", "patient_searches", "ra_search", "is_ours",
            "pick_current"]
 
 log = logging.getLogger("milan_fhir.client")
@@ -55,21 +55,8 @@ class FetchResult:
     fallbacks: list[str] = field(default_factory=list)  # why a fallback was taken
 
 
-def search_codes(mappings: Mappings, concepts: Iterable[str]) -> list[str]:
-    """Code tokens of every code of the concepts, deduplicated, in file order: the bare code (no ``system|``), so
-    the search also finds it under the system's aliases (OIDs, WHO ICD-10, ICD-10-GM) and local systems; the
-    adapters then decide what each resource is."""
-    out: list[str] = []
-    for concept in concepts:
-        for e in mappings.codes_of(concept):
-            token = e.code.replace(",", "\\,")
-            if token not in out:
-                out.append(token)
-    return out
-
-
 def patient_searches(patient_id: str, mappings: Mappings) -> list[tuple[str, str]]:
-    """The code-filtered searches for one patient: ``(resource type, relative URL)``; the Patient read last."""
+    """The searches for one patient (by subject, never by code): ``(resource type, relative URL)``; the Patient read last."""
     subject = f"Patient/{patient_id}"
 
     def url(rtype: str, codes: list[str] | None) -> str:
@@ -85,7 +72,9 @@ def patient_searches(patient_id: str, mappings: Mappings) -> list[tuple[str, str
         # value go unseen and a server screen say `eligible` where the files said `indeterminate`
         ("Observation", url("Observation", None)),
         ("Condition", url("Condition", None)),
-        ("Procedure", url("Procedure", search_codes(mappings, _procedure.CONCEPTS))),
+        # every Procedure too: code entries may be prefixes or ranges (OPS 5-504 stands for 5-504.0 ... 5-504.x, a
+        # prior liver transplant), which a token search cannot express; a missed transplant is a missed exclusion
+        ("Procedure", url("Procedure", None)),
         ("Patient", subject),
     ]
 

@@ -81,7 +81,7 @@ def evaluate_patient(
     """Evaluate one patient of a FHIR server against the Milan criteria.
 
     ``patient_id``: ``123`` or ``Patient/123``. The data is read in at most two requests (the server's
-    CapabilityStatement, read once per client, and one batch of code-filtered searches), falling back to
+    CapabilityStatement, read once per client, and one batch of per-type searches by subject), falling back to
     ``Patient/$everything`` or plain searches. Other arguments as for :func:`milan_fhir.evaluate`.
     Raises :class:`~milan_fhir.errors.FhirServerError` (or a subclass) when the server fails or does not know
     the patient.

@@ -37,7 +37,7 @@ import requests
 from ..errors import FhirAuthError, FhirConnectionError, InputError
 from ._session import _SECRETS, install_redaction, make_session
 
-__all__ = ["SmartBackendAuth", "SMART_ENV", "add_smart_options", "smart_auth_from_args", "DEFAULT_TYPES"]
+__all__ = ["SmartBackendAuth", "SMART_ENV", "DEFAULT_TYPES"]
 
 log = logging.getLogger("milan_fhir.client")
 
@@ -444,54 +444,3 @@ def _where(url: str | None) -> str:
         return "(none)"
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
-# ---------------------------------------------------------------------------------------------- command line
-
-
-def add_smart_options(parser: Any) -> None:
-    """The SMART Backend Services options of the server commands (``evaluate --server``, ``cohort --server``,
-    ``upload``); each falls back to its environment variable."""
-    g = parser.add_argument_group(
-        "SMART Backend Services",
-        "get short-lived tokens with a signed client assertion instead of MILAN_FHIR_TOKEN (see docs/smart.md); "
-        "each option falls back to its environment variable",
-    )
-    g.add_argument("--smart-client-id", metavar="ID", help=f"the registered client id ({SMART_ENV['client_id']})")
-    g.add_argument("--smart-key", metavar="FILE",
-                   help=f"the private key, a PEM or JWK file, RSA or EC P-384 ({SMART_ENV['key']})")
-    g.add_argument("--smart-kid", metavar="KID",
-                   help=f"the key id registered with the server (default: the JWK's, or the key thumbprint) ({SMART_ENV['kid']})")
-    g.add_argument("--smart-token-url", metavar="URL",
-                   help=f"token endpoint when the server advertises none in .well-known/smart-configuration ({SMART_ENV['token_url']})")
-    g.add_argument("--smart-scope", metavar="SCOPE", action="append", default=None,
-                   help=f"a scope to ask for, repeatable (default: system/<Type>.rs or .read) ({SMART_ENV['scopes']}, space-separated)")
-
-
-def smart_auth_from_args(args: Any, base_url: str, *, write: bool = False) -> SmartBackendAuth | None:
-    """The :class:`SmartBackendAuth` the options (or the environment) ask for, or None when none is set up."""
-
-    def opt(name: str) -> str | None:
-        value = getattr(args, f"smart_{name}", None)
-        if value is None or value == "":
-            value = os.environ.get(SMART_ENV[name], "").strip() or None
-        return value
-
-    client_id = opt("client_id")
-    key = opt("key")
-    if client_id is None and key is None:
-        return None
-    if client_id is None or key is None:
-        raise InputError(
-            f"SMART Backend Services needs both a client id (--smart-client-id or {SMART_ENV['client_id']}) and a "
-            f"private key file (--smart-key or {SMART_ENV['key']})"
-        )
-    if os.environ.get("MILAN_FHIR_TOKEN", "").strip():
-        raise InputError("give either MILAN_FHIR_TOKEN or SMART Backend Services options, not both")
-    scopes: list[str] | None = getattr(args, "smart_scope", None) or None
-    if scopes is None and os.environ.get(SMART_ENV["scopes"], "").strip():
-        scopes = os.environ[SMART_ENV["scopes"]].split()
-    return SmartBackendAuth(
-        client_id, Path(key), fhir_base_url=base_url, token_url=opt("token_url"), scopes=scopes, write=write,
-        kid=opt("kid"),
-    )

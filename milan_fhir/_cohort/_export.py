@@ -10,12 +10,18 @@ when complete; the manifest's error files (OperationOutcomes) are downloaded bes
 the types asked for (``Patient-1.ndjson``), never from the server's text, and are checked to stay in the folder.
 Files on the server's own origin get the token (unless the manifest's ``requiresAccessToken`` is false); files
 elsewhere never do, and neither does a redirect off the origin.
+
+A server cannot fill the disk or hold the run forever: the downloads stop with a clear error when their total
+passes ``max_bytes`` (no cap unless given), when the disk holding them would keep less than ``min_free_bytes``
+free (1 GiB by default), or when the whole export, downloads included, takes longer than ``timeout``. The file
+being written is removed (never left half-written under its final name).
 """
 
 from __future__ import annotations
 
 import email.utils
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,11 +36,51 @@ from .. import _sink
 from .._client import FhirClient
 from ..errors import FhirConnectionError, FhirServerError, InputError, printable
 
-__all__ = ["EXPORT_TYPES", "ExportResult", "bulk_export", "parse_retry_after"]
+__all__ = ["DEFAULT_MIN_FREE_BYTES", "EXPORT_TYPES", "ExportResult", "bulk_export", "parse_retry_after"]
 
 #: the resource types the rules read
 EXPORT_TYPES = ("Patient", "Condition", "Observation", "Procedure")
 _CHUNK = 1 << 20
+#: how often (bytes written) the free space of the download disk is checked
+_FREE_CHECK_EVERY = 64 << 20
+#: free space the downloads leave on their disk unless told otherwise
+DEFAULT_MIN_FREE_BYTES = 1 << 30
+
+
+@dataclass
+class _Budget:
+    """What the downloads of one export may still use: bytes (``None``: no cap), disk reserve, wall-clock end."""
+
+    max_bytes: int | None
+    min_free_bytes: int
+    deadline: float  # time.monotonic()
+    used: int = 0
+    _since_check: int = 0
+
+    def spend(self, n: int, dest: Path, url_base: str) -> None:
+        self.used += n
+        self._since_check += n
+        if self.max_bytes is not None and self.used > self.max_bytes:
+            raise FhirServerError(
+                f"export: the downloaded files pass the cap of {self.max_bytes:,} bytes while writing {dest.name}; "
+                f"stopped (raise the cap with max_bytes / --max-download-bytes if the export is really this large)",
+                url=url_base)
+        if time.monotonic() > self.deadline:
+            raise FhirServerError(f"export: the downloads did not finish within the export's time limit "
+                                  f"(stopped while writing {dest.name})", url=url_base)
+        if self._since_check >= _FREE_CHECK_EVERY:
+            self._since_check = 0
+            self.check_free(dest, url_base)
+
+    def check_free(self, dest: Path, url_base: str) -> None:
+        try:
+            free = shutil.disk_usage(dest.parent).free
+        except OSError:
+            return
+        if free < self.min_free_bytes:
+            raise FhirServerError(
+                f"export: stopped while writing {dest.name}: only {free:,} bytes would stay free on the disk of "
+                f"{dest.parent} (the downloads keep at least {self.min_free_bytes:,} free)", url=url_base)
 
 
 @dataclass
@@ -80,8 +126,17 @@ def bulk_export(
     timeout: float = 3600.0,
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = _log,
+    max_bytes: int | None = None,
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
 ) -> ExportResult:
-    """Run a Bulk Data export on ``client``'s server and download its files into ``dest``."""
+    """Run a Bulk Data export on ``client``'s server and download its files into ``dest``.
+
+    ``timeout`` bounds the whole export (polling and downloads); ``max_bytes`` caps the total downloaded (output
+    and error files); ``min_free_bytes`` is the free space the downloads leave on their disk. Passing any of them
+    stops the run with :class:`~milan_fhir.errors.FhirServerError`.
+    """
+    if max_bytes is not None and max_bytes < 0:
+        raise ValueError("max_bytes must be >= 0")
     t0 = time.monotonic()
     out = _sink.ensure_dir(dest)
     _sink.clean_stale(out)
@@ -125,6 +180,7 @@ def bulk_export(
         raise FhirServerError("export: the completed status answer is not a JSON manifest", url=client.base_url)
     result.transaction_time = manifest.get("transactionTime")
     requires_token = manifest.get("requiresAccessToken", True) is not False
+    budget = _Budget(max_bytes, max(0, min_free_bytes), t0 + timeout)
     outputs = _items(manifest, "output", client)
     errors = _items(manifest, "error", client)
     counts: dict[str, int] = {}
@@ -138,13 +194,13 @@ def bulk_export(
         counts[rtype] = counts.get(rtype, 0) + 1
         result.urls.append(item["url"])
         result.files.append(_download(client, item["url"], _under(out, f"{rtype}-{counts[rtype]}.ndjson"),
-                                      requires_token))
+                                      requires_token, budget))
     if errors:
         err_dir = _sink.ensure_dir(out.parent / f"{out.name}-errors")
         for i, item in enumerate(errors, 1):
             result.urls.append(item["url"])
             result.error_files.append(_download(client, item["url"], _under(err_dir, f"OperationOutcome-{i}.ndjson"),
-                                                requires_token))
+                                                requires_token, budget))
         log(f"the server reported export errors: see {err_dir}")
     try:  # the files are ours now: let the server clean up (optional in the IG; failures do not matter)
         client.request("DELETE", status_url)
@@ -181,7 +237,8 @@ class _NoAuth(requests.auth.AuthBase):
         return r
 
 
-def _download(client: FhirClient, url: str, dest: Path, requires_token: bool = True) -> Path:
+def _download(client: FhirClient, url: str, dest: Path, requires_token: bool = True,
+              budget: _Budget | None = None) -> Path:
     """Stream one file to ``dest`` (:mod:`milan_fhir._sink`: temporary name, fsync, rename, private mode).
 
     Export files may live elsewhere (object storage): a URL on another origin is fetched as it is, without the
@@ -192,6 +249,8 @@ def _download(client: FhirClient, url: str, dest: Path, requires_token: bool = T
     session = client._safe  # noqa: SLF001 - see above
     same_origin = _origin(url) == _origin(client.base_url)
     auth = None if (same_origin and requires_token) else _NoAuth()
+    if budget is not None:
+        budget.check_free(dest, client.base_url)
     try:
         with session.get(url, headers={"Accept": "application/fhir+ndjson"}, stream=True, auth=auth,
                          verify=client.verify, allow_redirects=True, timeout=(10.0, client.timeout)) as resp:
@@ -200,6 +259,8 @@ def _download(client: FhirClient, url: str, dest: Path, requires_token: bool = T
                                       url=client.base_url)
             with _sink.atomic_open(dest) as fh:
                 for block in resp.iter_content(_CHUNK):
+                    if budget is not None:
+                        budget.spend(len(block), dest, client.base_url)
                     fh.write(block)
     except requests.RequestException as exc:
         raise FhirConnectionError(f"download of an export file failed: {type(exc).__name__}",

@@ -1,11 +1,17 @@
-"""``milan-fhir serve``: run the CDS Hooks service under uvicorn (registered through ``milan_fhir._cli.COMMANDS``)."""
+"""``milan-fhir serve``: run the CDS Hooks service (:mod:`milan_fhir._service`) under uvicorn."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InputError
+from ._common import EXIT_OK, as_of_option, mappings_option, parse_as_of
+
+if TYPE_CHECKING:
+    from .._service import ServiceConfig
 
 __all__ = ["add_parser", "build_config", "run"]
 
@@ -30,8 +36,33 @@ _INSECURE_WARNING = (
 )
 
 
+def _listen_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    parent.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    parent.add_argument("--trust", metavar="ISSUER=JWKS_URL_OR_FILE", action="append", default=[],
+                        help="a CDS client whose JWTs are accepted: its iss, and its JWKS (URL or file); repeatable")
+    parent.add_argument("--allow-alg", metavar="ALG", action="append", default=[], choices=["RS256", "ES256"],
+                        help="also accept JWTs signed with RS256 or ES256 (RS384 and ES384 always are); repeatable")
+    parent.add_argument("--public-url", metavar="URL",
+                        help="the service's external base URL, the prefix of the JWT audience (default "
+                             "http://HOST:PORT); set it behind a proxy")
+    return parent
+
+
+def _service_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
+                        help="allow browser calls from this origin (https://ehr.example.org); repeatable")
+    parent.add_argument("--insecure-no-auth", action="store_true",
+                        help="accept calls without a JWT (local trials only; warns on every start)")
+    parent.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                        help="log level (default info); no level logs tokens, JWTs or patient data")
+    return parent
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    p: argparse.ArgumentParser = subparsers.add_parser(
         "serve",
         help="run the CDS Hooks service (patient-view cards; needs milan-fhir[server])",
         description=textwrap.fill(
@@ -42,36 +73,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[
+            _listen_options(),
+            mappings_option("a YAML mapping file layered on the defaults (its rule sets become services); repeatable"),
+            as_of_option("evaluate as of this date (default: today, UTC, at each call); every card names the date"),
+            _service_options(),
+        ],
     )
-    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
-    p.add_argument("--trust", metavar="ISSUER=JWKS_URL_OR_FILE", action="append", default=[],
-                   help="a CDS client whose JWTs are accepted: its iss, and its JWKS (URL or file); repeatable")
-    p.add_argument("--allow-alg", metavar="ALG", action="append", default=[], choices=["RS256", "ES256"],
-                   help="also accept JWTs signed with RS256 or ES256 (RS384 and ES384 always are); repeatable")
-    p.add_argument("--public-url", metavar="URL",
-                   help="the service's external base URL, the prefix of the JWT audience (default http://HOST:PORT); "
-                        "set it behind a proxy")
-    p.add_argument("--mappings", metavar="FILE", action="append", default=[],
-                   help="a YAML mapping file layered on the defaults (its rule sets become services); repeatable")
-    p.add_argument("--as-of", metavar="YYYY-MM-DD",
-                   help="evaluate as of this date (default: today, UTC, at each call); every card names the date")
-    p.add_argument("--cors-origin", metavar="ORIGIN", action="append", default=[],
-                   help="allow browser calls from this origin (https://ehr.example.org); repeatable")
-    p.add_argument("--insecure-no-auth", action="store_true",
-                   help="accept calls without a JWT (local trials only; warns on every start)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
-                   help="log level (default info); no level logs tokens, JWTs or patient data")
     p.set_defaults(run=run)
     return p
 
 
-def build_config(args: argparse.Namespace) -> Any:
+def build_config(args: argparse.Namespace) -> ServiceConfig:
     from .._runtime import resolve_mappings
-    from .._cli import parse_as_of
-    from ..errors import InputError
-    from ._app import ServiceConfig
-    from ._security import DEFAULT_ALGORITHMS, JwtVerifier, parse_trust
+    from .._service import ServiceConfig
+    from .._service._security import DEFAULT_ALGORITHMS, JwtVerifier, parse_trust
 
     if args.insecure_no_auth and args.trust:
         raise InputError("give either --trust ISSUER=JWKS (one or more) or --insecure-no-auth, not both")
@@ -100,8 +116,6 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-
     try:
         import fastapi  # noqa: F401
         import uvicorn
@@ -109,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("milan-fhir serve needs the server extra: pip install 'milan-fhir[server]'") from None
     config = build_config(args)
     from .._client._session import install_redaction
-    from ._app import create_app
+    from .._service import create_app
 
     install_redaction()
     if config.insecure_no_auth:
@@ -124,4 +138,4 @@ def run(args: argparse.Namespace) -> int:
         create_app(config), host=args.host, port=args.port, log_level=args.log_level, access_log=False,
         server_header=False,
     )
-    return 0
+    return EXIT_OK
