@@ -74,7 +74,8 @@ def session(master: str | None = None, app_name: str = "milan-fhir", config: dic
     ``config`` settings; on a local master the Python workers run this interpreter."""
     from pyspark.sql import SparkSession
 
-    if master and master.startswith("local"):  # the Python workers run this interpreter (its packages)
+    local = master.startswith("local") if master else "PYSPARK_GATEWAY_PORT" not in os.environ  # not spark-submit
+    if local:  # the Python workers run this interpreter (its packages)
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:

@@ -225,3 +225,29 @@ def test_spark_submit_entry_point_help():
     r = subprocess.run([sys.executable, "-m", "milan_fhir.spark", "--help"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and "--out" in r.stdout and "--spark-master" in r.stdout
+
+
+def test_cli_engine_spark_same_outputs(spark, messy_export, tmp_path, capsys):
+    """``milan-fhir cohort SOURCE --engine spark --spark-master local[2] --out DIR``: the local engine's outputs
+    (in process, on the module's session, which the command reuses and leaves running)."""
+    from milan_fhir._cli import main
+
+    assert main(["cohort", str(messy_export), "--out", str(tmp_path / "local"), "--as-of", AS_OF,
+                 "--workers", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["cohort", str(messy_export), "--engine", "spark", "--spark-master", "local[2]",
+                 "--out", str(tmp_path / "spark"), "--as-of", AS_OF, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "Cohort screening as of 2026-01-15" in text and "results.ndjson" in text
+    assert_same(tmp_path / "local", tmp_path / "spark")
+    assert spark.sparkContext._jsc is not None  # still running
+    assert main(["cohort", str(messy_export), "--resume", "--engine", "spark", "--out", str(tmp_path / "x")]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_evaluate_command_does_not_import_pyspark():
+    code = ("import sys; from milan_fhir._cli import main; "
+            f"rc = main(['evaluate', {str(ROOT / 'fixtures' / '01-ileal-net-eligible.json')!r}, '--as-of', '2026-06-30']); "
+            "assert not [m for m in sys.modules if m.startswith(('pyspark', 'py4j'))], 'pyspark imported'; "
+            "sys.exit(0 if rc in (0, 1) else rc)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True)
