@@ -87,11 +87,16 @@ def _read_files(spark: Any, source: str, layers: Any) -> tuple[Any, list[str], l
     if _is_local(source):
         from .._cohort._files import find_files
 
+        if urlparse(source).scheme == "file":
+            source = unquote(urlparse(source).path)
         found, skipped = find_files(source)
-        docs = [f for f in found if f.kind != "lines"]
-        skipped = skipped + [(f.path, "a whole-file JSON document: the Spark engine reads NDJSON lines only; "
-                                      "use the local engine for it") for f in docs]
-        files = [f for f in found if f.kind == "lines"]
+        for f in found:
+            if f.kind != "lines":
+                skipped.append((f.path, "a whole-file JSON document: the Spark engine reads NDJSON lines only; use "
+                                        "the local engine for it"))
+            elif f.gz and not f.path.endswith(".gz"):
+                skipped.append((f.path, "gzip-compressed without a .gz name: Spark decompresses by name; rename it"))
+        files = [f for f in found if f.kind == "lines" and (f.path.endswith(".gz") or not f.gz)]
         display = [f.path for f in files]
         names = [_norm(str(Path(f.path).resolve())) for f in files]
         if not files:
@@ -126,7 +131,8 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
     from .._sources import Limits
 
     limits = Limits.from_env()
-    if isinstance(source, (str, os.PathLike)):
+    frame = not isinstance(source, (str, os.PathLike))
+    if not frame:
         lines, names, display, skipped = _read_files(spark, os.fspath(source), layers)
     else:  # a DataFrame of lines
         lines, display = _frame_lines(source)
@@ -134,7 +140,7 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
     ranks = {n: i for i, n in enumerate(names)}
     ranks.update({unquote(n): i for i, n in enumerate(names) if "://" in n})
     settings = Settings(m, tuple(display), ranks, limits.max_line_bytes, day,
-                        rules.name, all_patients, keep_evaluations)
+                        rules.name, all_patients, keep_evaluations, frame)
 
     def scan_fn(batches: Iterator[Any]) -> Iterator[Any]:
         from milan_fhir._spark._tasks import scan_partition
@@ -190,10 +196,9 @@ def _line0(counts: list[Any], frame: bool) -> dict[tuple[int, int], int]:
     """Each split's first line number in its file: the lines of the earlier splits of the same file."""
     line0: dict[tuple[int, int], int] = {}
     running: dict[int, int] = {}
+    if frame:  # a DataFrame of lines: each row is its own split at offset line - 1 (see _line0_frame)
+        return _Line0Frame()
     for rank, start, lines in sorted((r.file_rank, r.start, r.rel) for r in counts):
-        if frame:  # a DataFrame of lines: a row's split offset is its line number - 1
-            line0[(rank, start)] = start
-            continue
         line0[(rank, start)] = running.get(rank, 0)
         running[rank] = line0[(rank, start)] + lines
     return line0
@@ -201,6 +206,13 @@ def _line0(counts: list[Any], frame: bool) -> dict[tuple[int, int], int]:
 
 def _error_key(row: Any, stream: int) -> tuple[Any, ...]:
     return (row.file_rank, row.start, -1 if row.rel is None else row.rel, stream, row.seq, bytes(row.payload))
+
+
+class _Line0Frame(dict):  # type: ignore[type-arg]
+    """A DataFrame of lines: a row's split offset is its line number - 1, so that is the split's line 0."""
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return key[1]
 
 
 def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[str, str]],

@@ -49,6 +49,7 @@ class Settings:
     rule_set: str | None = None
     all_patients: bool = False
     keep_evaluations: bool = False
+    frame: bool = False  # a DataFrame of lines: each row's ``start`` is its line number - 1
 
 
 _CACHE: dict[str, Any] = {}
@@ -108,14 +109,19 @@ class _Split:
 
     def __init__(self, rank: int, start: int, settings: Settings, out: _Out) -> None:
         self.rank, self.start, self.out = rank, start, out
+        self.frame = settings.frame
         self.path = settings.files[rank]
         self.mappings = settings.mappings
         self.wants = _prefilter(settings).wants
         from .._sources import Limits
 
         self.limits = Limits(max_line_bytes=settings.max_line_bytes)
-        self.rel = self.parsed = self.kept = self.seq = 0
+        self.rel = self.parsed = self.kept = self.seq = self.lines = 0
         self.fhir = False
+
+    def move(self, start: int) -> None:
+        """A DataFrame of lines: the next row is line ``start + 1`` of the same file (its own one-line split)."""
+        self.start, self.rel, self.seq = start, 0, 0
 
     def _emit(self, kind: int, rel: int | None, patient: str | None, payload: bytes) -> None:
         self.seq += 1
@@ -167,6 +173,7 @@ class _Split:
         from .. import _sources
 
         self.rel += 1
+        self.lines += 1
         rel = self.rel
         if len(line) > self.limits.max_line_bytes:
             line = _sources.Oversize(len(line))
@@ -188,8 +195,10 @@ class _Split:
         self._adapt_all(list(_sources.line_resources(line, self.path, rel, problems, self.limits)), problems)
 
     def close(self) -> None:
-        counts = {"lines": self.rel, "parsed": self.parsed, "kept": self.kept, "fhir": self.fhir}
-        self.out.add(COUNT, self.rank, self.start, 0, self.rel, None, orjson.dumps(counts))
+        """The split's count row (a DataFrame of lines: one per file and partition, ``start`` -1)."""
+        counts = {"lines": self.lines, "parsed": self.parsed, "kept": self.kept, "fhir": self.fhir}
+        start = -1 if self.frame else self.start
+        self.out.add(COUNT, self.rank, start, 0, self.lines, None, orjson.dumps(counts))
 
 
 def _key(obj: Any) -> str | None:
@@ -226,7 +235,12 @@ def scan_partition(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
         starts = batch.column("start").to_pylist()
         values = batch.column("value").to_pylist()
         for rank, start, value in zip(ranks, starts, values):
-            if current is None or current.rank != rank or current.start != start:
+            if settings.frame:  # one scanner per file; each row is its own line
+                current = splits.get((rank, 0))
+                if current is None:
+                    current = splits[(rank, 0)] = _Split(rank, start, settings, out)
+                current.move(start)
+            elif current is None or current.rank != rank or current.start != start:
                 current = splits.get((rank, start))
                 if current is None:
                     current = splits[(rank, start)] = _Split(rank, start, settings, out)
