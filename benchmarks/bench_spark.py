@@ -35,13 +35,32 @@ AS_OF = "2026-01-15"
 OUTPUTS = ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson")
 
 
+def _busy() -> tuple[int, int] | None:
+    """(busy, total) CPU ticks of the whole machine so far (Linux /proc/stat), None elsewhere."""
+    try:
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(f) - f[3] - f[4], sum(f)
+
+
+def _cores_busy(a: tuple[int, int] | None, seconds: float) -> float | None:
+    b = _busy()
+    if a is None or b is None or seconds <= 0:
+        return None
+    return (b[0] - a[0]) / (os.sysconf("SC_CLK_TCK") * seconds)
+
+
 def child_local(export: str, out: str) -> dict:
     sys.path.insert(0, str(ROOT))
     from milan_fhir._cohort import run_cohort
 
+    busy = _busy()
     t = time.perf_counter()
     result = run_cohort(export, out, as_of=AS_OF, workers=1)
-    return {"seconds": time.perf_counter() - t, "lines": result.lines, "cohort": result.patients}
+    secs = time.perf_counter() - t
+    return {"seconds": secs, "lines": result.lines, "cohort": result.patients, "cores": _cores_busy(busy, secs)}
 
 
 def child_spark(export: str, out: str, cores: int, warmup: str) -> dict:
@@ -51,16 +70,18 @@ def child_spark(export: str, out: str, cores: int, warmup: str) -> dict:
     t0 = time.perf_counter()
     spark = ms.session(f"local[{cores}]", app_name="milan-fhir-bench",
                        config={"spark.ui.showConsoleProgress": "false", "spark.driver.memory": "1g",
-                               "spark.sql.shuffle.partitions": str(4 * cores)})
+                               "spark.sql.shuffle.partitions": str(2 * cores)})
     spark.sparkContext.setLogLevel("ERROR")
     ms.run_cohort(spark, warmup, out + "-warmup", as_of=AS_OF)
     startup = time.perf_counter() - t0
+    busy = _busy()
     t = time.perf_counter()
     result = ms.run_cohort(spark, export, out, as_of=AS_OF)
     secs = time.perf_counter() - t
+    cores = _cores_busy(busy, secs)
     spark.stop()
     return {"seconds": secs, "startup": startup, "lines": result.lines, "cohort": result.patients,
-            "stages": result["run"]["stages"]}
+            "stages": result["run"]["stages"], "cores": cores}
 
 
 def _idle_fraction(seconds: float = 1.0) -> float | None:
@@ -145,8 +166,9 @@ def main() -> None:
             r["idle"] = idle
             runs[key].append(r)
             print(f"run {i + 1} {key}: {r['seconds']:.2f} s" + (f" (startup {r['startup']:.1f} s)" if "startup" in r
-                                                                else "") + (f", idle {idle:.0%}" if idle else ""),
-                  file=sys.stderr)
+                                                                else "") + (f", idle {idle:.0%} before" if idle else "")
+                  + (f", machine CPUs busy {r['cores']:.2f} on average during it" if r.get("cores") is not None else "")
+                  + (f", stages {r['stages']}" if "stages" in r else ""), file=sys.stderr)
     for name in OUTPUTS:
         same = (outs / "L" / name).read_bytes() == (outs / "S1" / name).read_bytes() == (outs / "S2" / name).read_bytes()
         if not same:
@@ -166,7 +188,11 @@ def main() -> None:
     print(f"  Spark/local per core: {per_core['S1'] / per_core['L']:.2f} (local[1]), "
           f"{per_core['S2'] / per_core['L']:.2f} (local[2])   [target >= 0.5]")
     print(f"  scaling local[1] -> local[2]: {med['S1'] / med['S2']:.2f}x   [target >= 1.7x on an idle machine]")
-    print("  stages (S2, last run): " + json.dumps(runs["S2"][-1]["stages"]))
+    for k in runs:
+        cores = [r["cores"] for r in runs[k] if r.get("cores") is not None]
+        if cores:
+            print(f"  {k}: machine CPUs busy during the screen (all processes, other load included): median "
+                  f"{statistics.median(cores):.2f} of {os.cpu_count()}")
 
 
 if __name__ == "__main__":

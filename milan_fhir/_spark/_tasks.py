@@ -113,9 +113,11 @@ class _Split:
         self.path = settings.files[rank]
         self.mappings = settings.mappings
         self.wants = _prefilter(settings).wants
-        from .._sources import Limits
+        from .. import _sources
 
-        self.limits = Limits(max_line_bytes=settings.max_line_bytes)
+        self.limits = _sources.Limits(max_line_bytes=settings.max_line_bytes)
+        self.max_line = self.limits.max_line_bytes
+        self.clean_line, self.line_resources, self.oversize = _sources.clean_line, _sources.line_resources, _sources.Oversize
         self.rel = self.parsed = self.kept = self.seq = self.lines = 0
         self.fhir = False
 
@@ -170,21 +172,19 @@ class _Split:
             self._adapt(loc.resource, loc.line, urls, loc.full_url)
 
     def line(self, line: bytes) -> None:
-        from .. import _sources
-
         self.rel += 1
         self.lines += 1
         rel = self.rel
-        if len(line) > self.limits.max_line_bytes:
-            line = _sources.Oversize(len(line))
+        if len(line) > self.max_line:
+            line = self.oversize(len(line))
         if not line or line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
             if type(line) is bytes:
-                line = _sources.clean_line(line)
+                line = self.clean_line(line)
                 if not line:
                     return
             if type(line) is not bytes or line[0] != 123 or line[-1] != 125:
                 problems: list[Any] = []
-                self._adapt_all(list(_sources.line_resources(line, self.path, rel, problems, self.limits)), problems)
+                self._adapt_all(list(self.line_resources(line, self.path, rel, problems, self.limits)), problems)
                 return
         if not self.wants(line):
             if not self.fhir:
@@ -192,7 +192,7 @@ class _Split:
             return
         self.parsed += 1
         problems = []
-        self._adapt_all(list(_sources.line_resources(line, self.path, rel, problems, self.limits)), problems)
+        self._adapt_all(list(self.line_resources(line, self.path, rel, problems, self.limits)), problems)
 
     def close(self) -> None:
         """The split's count row (a DataFrame of lines: one per file and partition, ``start`` -1)."""
@@ -227,14 +227,17 @@ def scan_partition(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
     out = _Out(SCAN_SCHEMA)
     splits: dict[tuple[int, int], _Split] = {}
     current: _Split | None = None
-    ranks_seen: dict[str, int] = {}
     for batch in batches:
-        names = batch.column("file").to_pylist()
-        ranks = [ranks_seen.get(n) if n in ranks_seen else ranks_seen.setdefault(n, rank_of(n, settings))
-                 for n in names]
+        # the file column, dictionary-encoded: one rank lookup per distinct name, not per row
+        names = batch.column("file").dictionary_encode()
+        by_index = [rank_of(n, settings) for n in names.dictionary.to_pylist()]
+        ranks = [by_index[i] for i in names.indices.to_pylist()]
         starts = batch.column("start").to_pylist()
         values = batch.column("value").to_pylist()
         for rank, start, value in zip(ranks, starts, values):
+            if not settings.frame and current is not None and current.start == start and current.rank == rank:
+                current.line(value if value is not None else b"")
+                continue
             if settings.frame:  # one scanner per file; each row is its own line
                 current = splits.get((rank, 0))
                 if current is None:
