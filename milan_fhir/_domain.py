@@ -417,4 +417,7 @@ class Evaluation(_Frozen):
     #: literature subgroups the data shows (keys of literature.yaml ``when``), each with the phrase citing the
     #: evidence that shows it; decided in evaluation, writers only shape them
     subgroups: dict[str, str] = Field(default_factory=dict)
-    record: PatientRecord | None = None  # the facts behind it (for writers: the liver metastasis Condition)
+    #: the liver metastasis the result names as its condition (the RiskAssessment's ``condition``); decided in
+    #: evaluation, writers only cite it
+    liver_metastasis: Source | None = None
+    record: PatientRecord | None = None  # the facts behind it (their versions, for fingerprints and Provenance)

@@ -12,7 +12,7 @@ from datetime import date
 from ._criteria import CRITERION_FUNCTIONS
 from ._criteria._attribution import net_view
 from ._criteria._cautions import cautions as find_cautions
-from ._criteria._subgroups import subgroups
+from ._criteria._subgroups import liver_metastasis, subgroups
 from ._criteria.primary_resected_portal import ignored_procedures
 from ._domain import (
     CAPPING_CAUTIONS,
@@ -117,5 +117,6 @@ def evaluate_record(record: PatientRecord, rules: RuleSet, as_of: date, mapping_
         inputs=dict(record.inputs),
         cautions=found,
         subgroups=subgroups(net_only.model_copy(update={"ignored": ignored}), as_of, results),
+        liver_metastasis=liver_metastasis(record, as_of),
         record=record,
     )

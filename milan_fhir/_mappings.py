@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from types import MappingProxyType
+from typing import Any, Iterable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -238,34 +239,69 @@ class Prediction:
     when: str
 
 
-@dataclass
-class Mappings:
-    """All mapping data, merged from the default files and any layered ones.
+def _read_only(table: Mapping[Any, Any] | None) -> Mapping[Any, Any]:
+    """A read-only view of a copy of ``table`` (a caller holding the original cannot change it either)."""
+    return MappingProxyType(dict(table or {}))
 
-    Look codes up with :meth:`match`; read sites with :meth:`site`, rule sets with :meth:`rule_set`.
+
+@dataclass(frozen=True)
+class Mappings:
+    """All mapping data, merged from the default files and any layered ones; read-only once built.
+
+    Every table is a read-only view (:class:`types.MappingProxyType`), every list a tuple and every entry a frozen
+    model, so the object :func:`default_mappings` shares cannot be changed by a caller; :func:`load_mappings`
+    builds a new one for every set of layers. Look codes up with :meth:`match`; read sites with :meth:`site`,
+    rule sets with :meth:`rule_set`.
     """
 
-    versions: list[str] = field(default_factory=list)  # "name@version" of each file set layered
-    files: list[str] = field(default_factory=list)
-    systems: dict[str, str] = field(default_factory=dict)
-    extensions: dict[str, str] = field(default_factory=dict)
-    codes: dict[str, list[CodeEntry]] = field(default_factory=dict)
-    sites: dict[str, Site] = field(default_factory=dict)
-    rule_sets: dict[str, RuleSet] = field(default_factory=dict)
+    versions: tuple[str, ...] = ()  # "name@version" of each file set layered
+    files: tuple[str, ...] = ()
+    systems: Mapping[str, str] = field(default_factory=dict)
+    extensions: Mapping[str, str] = field(default_factory=dict)
+    codes: Mapping[str, tuple[CodeEntry, ...]] = field(default_factory=dict)
+    sites: Mapping[str, Site] = field(default_factory=dict)
+    rule_sets: Mapping[str, RuleSet] = field(default_factory=dict)
     default_rule_set: str = "milan-net"
-    studies: dict[str, Study] = field(default_factory=dict)
-    predictions: list[Prediction] = field(default_factory=list)
+    studies: Mapping[str, Study] = field(default_factory=dict)
+    predictions: tuple[Prediction, ...] = ()
     mitigation: str = ""
     #: (v2) alias system URI -> canonical URI (OIDs of SNOMED CT, LOINC, ICD-10-CM, ICD-O-3)
-    system_aliases: dict[str, str] = field(default_factory=dict)
+    system_aliases: Mapping[str, str] = field(default_factory=dict)
     #: (v2) WHO ICD-10 / ICD-10-GM system URI -> how it shares ICD-10-CM codes
-    icd10_variants: dict[str, _Variant] = field(default_factory=dict)
+    icd10_variants: Mapping[str, _Variant] = field(default_factory=dict)
     #: (v2) ICD-10-GM Diagnosesicherheit code -> confirmed | suspected | refuted | history
-    diagnosis_certainty: dict[str, str] = field(default_factory=dict)
+    diagnosis_certainty: Mapping[str, str] = field(default_factory=dict)
     text_nets: TextNets = field(default_factory=TextNets)
-    _index: dict[str, dict[tuple[str, str], CodeEntry]] = field(default_factory=dict, repr=False)
-    _patterns: dict[str, list[CodeEntry]] = field(default_factory=dict, repr=False)
-    _match_cache: dict[tuple[str, str, str], CodeEntry | None] = field(default_factory=dict, repr=False)
+    # derived from ``codes`` (exact entries by coding; pattern entries in order) and a bounded look-up cache
+    _index: Mapping[str, Mapping[tuple[str, str], CodeEntry]] = field(init=False, repr=False, compare=False)
+    _patterns: Mapping[str, tuple[CodeEntry, ...]] = field(init=False, repr=False, compare=False)
+    _match_cache: dict[tuple[str, str, str], CodeEntry | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__  # frozen: the fields are set once, here, to their read-only forms
+        for name in ("systems", "extensions", "sites", "rule_sets", "studies", "system_aliases", "icd10_variants",
+                     "diagnosis_certainty"):
+            put(self, name, _read_only(getattr(self, name)))
+        put(self, "codes", MappingProxyType({k: tuple(v) for k, v in self.codes.items()}))
+        for name in ("versions", "files", "predictions"):
+            put(self, name, tuple(getattr(self, name)))
+        index: dict[str, dict[tuple[str, str], CodeEntry]] = {}
+        patterns: dict[str, list[CodeEntry]] = {}
+        for concept, entries in self.codes.items():
+            for entry in entries:
+                if entry.match == "exact":
+                    index.setdefault(concept, {})[(entry.system, entry.code)] = entry
+                else:
+                    patterns.setdefault(concept, []).append(entry)
+        put(self, "_index", MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}))
+        put(self, "_patterns", MappingProxyType({k: tuple(v) for k, v in patterns.items()}))
+        put(self, "_match_cache", {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its fields in plain form (for worker processes); rebuilt read-only on the other side."""
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        plain = {k: dict(v) if isinstance(v, MappingProxyType) else v for k, v in state.items()}
+        return (_rebuild, (plain,))
 
     # ------------------------------------------------------------------ look-ups
     @property
@@ -402,118 +438,7 @@ class Mappings:
         h.update(repr(self.text_nets.model_dump()).encode())
         return h.hexdigest()[:16]
 
-    # ------------------------------------------------------------------ building
-    def _layer(self, data: Any, file: str) -> None:
-        if not isinstance(data, dict):
-            raise MappingError("the file must hold a YAML mapping of sections", file=file)
-        unknown = set(data) - _TOP_KEYS
-        if unknown:
-            raise MappingError(
-                f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP_KEYS))}", file=file
-            )
-        self.files.append(file)
-        if "mapping_set" in data:
-            ms = _validate(_MappingSet, data["mapping_set"], file, "mapping_set")
-            self.versions.append(f"{ms.name}@{ms.version}")
-        for key in ("systems", "extensions"):
-            if key in data:
-                section = data[key]
-                if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
-                    raise MappingError(f"{key} must map names to URIs", file=file, entry=key)
-                getattr(self, key).update(section)
-        if "system_aliases" in data:
-            section = data["system_aliases"]
-            if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
-                raise MappingError("must map alias URIs to a name in `systems` or a URI", file=file, entry="system_aliases")
-            for alias, target in section.items():
-                self.system_aliases[str(alias)] = self.systems.get(target, target)
-        if "icd10_variants" in data:
-            section = data["icd10_variants"]
-            if not isinstance(section, dict):
-                raise MappingError("must map system names or URIs to variant entries", file=file, entry="icd10_variants")
-            for name, raw in section.items():
-                v = _validate(_Variant, raw, file, f"icd10_variants.{name}")
-                v = v.model_copy(update={
-                    "shares": self.systems.get(v.shares, v.shares),
-                    "not_shared": tuple(normalise_code(None, x, icd=True) for x in v.not_shared),
-                })
-                self.icd10_variants[self.systems.get(str(name), str(name))] = v
-        if "diagnosis_certainty" in data:
-            section = data["diagnosis_certainty"]
-            allowed = {"confirmed", "suspected", "refuted", "history"}
-            if not isinstance(section, dict) or not all(v in allowed for v in section.values()):
-                raise MappingError(f"must map certainty codes to one of {sorted(allowed)}", file=file,
-                                   entry="diagnosis_certainty")
-            self.diagnosis_certainty.update({str(k): str(v) for k, v in section.items()})
-        if "text_nets" in data:
-            raw = data["text_nets"]
-            nets = _validate(TextNets, raw, file, "text_nets")
-            lowered = TextNets(**{
-                name: tuple(
-                    tuple(w.lower() for w in item) if isinstance(item, tuple) else item.lower()
-                    for item in getattr(nets, name)
-                )
-                for name in TextNets.model_fields
-            })
-            self.text_nets = self.text_nets.merged(lowered)
-        for concept in CODE_SECTIONS:
-            if concept not in data:
-                continue
-            entries = data[concept]
-            if not isinstance(entries, list):
-                raise MappingError("must be a list of code entries", file=file, entry=concept)
-            for i, raw in enumerate(entries):
-                where = f"{concept}[{i}]"
-                if isinstance(raw, dict) and "system" in raw:
-                    raw = {**raw, "system": self.systems.get(str(raw["system"]), raw["system"])}
-                    if not str(raw["system"]).startswith(("http://", "https://", "urn:")):
-                        raise MappingError(
-                            f"system {raw['system']!r} is neither a name in `systems` nor a URI", file=file, entry=where
-                        )
-                entry = _validate(CodeEntry, raw, file, where)
-                if entry.match == "exact":
-                    icd = entry.system == ICD10CM or entry.system in self.icd10_variants
-                    entry = entry.model_copy(update={"code": normalise_code(entry.system, entry.code, icd=icd)})
-                elif entry.match == "range" and "-" not in entry.code:
-                    raise MappingError("a range is written LOW-HIGH (C00-C76)", file=file, entry=where)
-                self.codes.setdefault(concept, []).append(entry)
-                if entry.match == "exact":
-                    self._index.setdefault(concept, {})[(entry.system, entry.code)] = entry
-                else:
-                    self._patterns.setdefault(concept, []).append(entry)
-                self._match_cache.clear()
-        if "sites" in data:
-            if not isinstance(data["sites"], dict):
-                raise MappingError("must map site keys to site entries", file=file, entry="sites")
-            for key, raw in data["sites"].items():
-                self.sites[str(key)] = _validate(Site, raw, file, f"sites.{key}")
-        if "rule_sets" in data:
-            if not isinstance(data["rule_sets"], dict):
-                raise MappingError("must map rule-set names to parameters", file=file, entry="rule_sets")
-            for name, raw in data["rule_sets"].items():
-                base = self.rule_sets.get(str(name))
-                merged = {**(base.model_dump() if base else {}), **(raw or {}), "name": str(name)}
-                self.rule_sets[str(name)] = _validate(RuleSet, merged, file, f"rule_sets.{name}")
-        if "default_rule_set" in data:
-            self.default_rule_set = str(data["default_rule_set"])
-        if "studies" in data:
-            for key, raw in (data["studies"] or {}).items():
-                s = _validate(_Study, raw, file, f"studies.{key}")
-                self.studies[str(key)] = Study(str(key), s.citation, s.cohort, s.n)
-        if "predictions" in data:
-            preds = data["predictions"]
-            if not isinstance(preds, list):
-                raise MappingError("must be a list", file=file, entry="predictions")
-            for i, raw in enumerate(preds):
-                p = _validate(_Prediction, raw, file, f"predictions[{i}]")
-                if p.study not in self.studies:
-                    raise MappingError(f"unknown study {p.study!r}", file=file, entry=f"predictions[{i}]")
-                if not 0 <= p.percent <= 100:
-                    raise MappingError("percent must be between 0 and 100", file=file, entry=f"predictions[{i}]")
-                self.predictions.append(Prediction(p.outcome, p.percent, p.years, self.studies[p.study], p.when))
-        if "mitigation" in data:
-            self.mitigation = str(data["mitigation"])
-
+    # ------------------------------------------------------------------ checks
     def _check(self) -> None:
         """Cross-file checks: every site named by a code exists; the default rule set exists."""
         for key, site in self.sites.items():
@@ -539,6 +464,165 @@ class Mappings:
             seen.add(key)
             key = self.sites[key].parent  # type: ignore[assignment]
         return False
+
+
+def _rebuild(state: dict[str, Any]) -> Mappings:
+    return Mappings(**state)
+
+
+def _uri_table(section: Any, file: str, entry: str, message: str) -> dict[str, str]:
+    if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+        raise MappingError(message, file=file, entry=entry)
+    return section
+
+
+@dataclass
+class _Builder:
+    """The mutable state of :func:`load_mappings` while it layers files; :meth:`build` makes the read-only
+    :class:`Mappings`. Each ``_section`` method reads one kind of section of one file, in the order a later
+    section may depend on (``systems`` before the codes naming them, ``icd10_variants`` before ICD codes,
+    ``studies`` before ``predictions``)."""
+
+    versions: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    systems: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, list[CodeEntry]] = field(default_factory=dict)
+    sites: dict[str, Site] = field(default_factory=dict)
+    rule_sets: dict[str, RuleSet] = field(default_factory=dict)
+    default_rule_set: str = "milan-net"
+    studies: dict[str, Study] = field(default_factory=dict)
+    predictions: list[Prediction] = field(default_factory=list)
+    mitigation: str = ""
+    system_aliases: dict[str, str] = field(default_factory=dict)
+    icd10_variants: dict[str, _Variant] = field(default_factory=dict)
+    diagnosis_certainty: dict[str, str] = field(default_factory=dict)
+    text_nets: TextNets = field(default_factory=TextNets)
+
+    def build(self) -> Mappings:
+        m = Mappings(**{f.name: getattr(self, f.name) for f in fields(self)})
+        m._check()
+        return m
+
+    def layer(self, data: Any, file: str) -> None:
+        """Add one file's sections (already parsed YAML) to what earlier files gave."""
+        if not isinstance(data, dict):
+            raise MappingError("the file must hold a YAML mapping of sections", file=file)
+        unknown = set(data) - _TOP_KEYS
+        if unknown:
+            raise MappingError(
+                f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP_KEYS))}", file=file
+            )
+        self.files.append(file)
+        if "mapping_set" in data:
+            ms = _validate(_MappingSet, data["mapping_set"], file, "mapping_set")
+            self.versions.append(f"{ms.name}@{ms.version}")
+        for key in ("systems", "extensions"):
+            if key in data:
+                getattr(self, key).update(_uri_table(data[key], file, key, f"{key} must map names to URIs"))
+        self._systems_sections(data, file)
+        if "text_nets" in data:
+            self._text_nets(data["text_nets"], file)
+        for concept in CODE_SECTIONS:
+            if concept in data:
+                self._code_section(concept, data[concept], file)
+        if "sites" in data:
+            self._sites(data["sites"], file)
+        if "rule_sets" in data:
+            self._rule_sets(data["rule_sets"], file)
+        if "default_rule_set" in data:
+            self.default_rule_set = str(data["default_rule_set"])
+        self._literature(data, file)
+
+    def _systems_sections(self, data: dict[str, Any], file: str) -> None:
+        """``system_aliases``, ``icd10_variants`` and ``diagnosis_certainty`` (codes.md v2)."""
+        if "system_aliases" in data:
+            section = _uri_table(data["system_aliases"], file, "system_aliases",
+                                 "must map alias URIs to a name in `systems` or a URI")
+            for alias, target in section.items():
+                self.system_aliases[str(alias)] = self.systems.get(target, target)
+        if "icd10_variants" in data:
+            section = data["icd10_variants"]
+            if not isinstance(section, dict):
+                raise MappingError("must map system names or URIs to variant entries", file=file, entry="icd10_variants")
+            for name, raw in section.items():
+                v = _validate(_Variant, raw, file, f"icd10_variants.{name}")
+                v = v.model_copy(update={
+                    "shares": self.systems.get(v.shares, v.shares),
+                    "not_shared": tuple(normalise_code(None, x, icd=True) for x in v.not_shared),
+                })
+                self.icd10_variants[self.systems.get(str(name), str(name))] = v
+        if "diagnosis_certainty" in data:
+            section = data["diagnosis_certainty"]
+            allowed = {"confirmed", "suspected", "refuted", "history"}
+            if not isinstance(section, dict) or not all(v in allowed for v in section.values()):
+                raise MappingError(f"must map certainty codes to one of {sorted(allowed)}", file=file,
+                                   entry="diagnosis_certainty")
+            self.diagnosis_certainty.update({str(k): str(v) for k, v in section.items()})
+
+    def _text_nets(self, raw: Any, file: str) -> None:
+        nets = _validate(TextNets, raw, file, "text_nets")
+        lowered = TextNets(**{
+            name: tuple(
+                tuple(w.lower() for w in item) if isinstance(item, tuple) else item.lower()
+                for item in getattr(nets, name)
+            )
+            for name in TextNets.model_fields
+        })
+        self.text_nets = self.text_nets.merged(lowered)
+
+    def _code_section(self, concept: str, entries: Any, file: str) -> None:
+        if not isinstance(entries, list):
+            raise MappingError("must be a list of code entries", file=file, entry=concept)
+        for i, raw in enumerate(entries):
+            where = f"{concept}[{i}]"
+            if isinstance(raw, dict) and "system" in raw:
+                raw = {**raw, "system": self.systems.get(str(raw["system"]), raw["system"])}
+                if not str(raw["system"]).startswith(("http://", "https://", "urn:")):
+                    raise MappingError(
+                        f"system {raw['system']!r} is neither a name in `systems` nor a URI", file=file, entry=where
+                    )
+            entry = _validate(CodeEntry, raw, file, where)
+            if entry.match == "exact":
+                icd = entry.system == ICD10CM or entry.system in self.icd10_variants
+                entry = entry.model_copy(update={"code": normalise_code(entry.system, entry.code, icd=icd)})
+            elif entry.match == "range" and "-" not in entry.code:
+                raise MappingError("a range is written LOW-HIGH (C00-C76)", file=file, entry=where)
+            self.codes.setdefault(concept, []).append(entry)
+
+    def _sites(self, section: Any, file: str) -> None:
+        if not isinstance(section, dict):
+            raise MappingError("must map site keys to site entries", file=file, entry="sites")
+        for key, raw in section.items():
+            self.sites[str(key)] = _validate(Site, raw, file, f"sites.{key}")
+
+    def _rule_sets(self, section: Any, file: str) -> None:
+        if not isinstance(section, dict):
+            raise MappingError("must map rule-set names to parameters", file=file, entry="rule_sets")
+        for name, raw in section.items():
+            base = self.rule_sets.get(str(name))
+            merged = {**(base.model_dump() if base else {}), **(raw or {}), "name": str(name)}
+            self.rule_sets[str(name)] = _validate(RuleSet, merged, file, f"rule_sets.{name}")
+
+    def _literature(self, data: dict[str, Any], file: str) -> None:
+        """``studies``, ``predictions`` (each naming a study) and ``mitigation`` (literature.yaml)."""
+        if "studies" in data:
+            for key, raw in (data["studies"] or {}).items():
+                s = _validate(_Study, raw, file, f"studies.{key}")
+                self.studies[str(key)] = Study(str(key), s.citation, s.cohort, s.n)
+        if "predictions" in data:
+            preds = data["predictions"]
+            if not isinstance(preds, list):
+                raise MappingError("must be a list", file=file, entry="predictions")
+            for i, raw in enumerate(preds):
+                p = _validate(_Prediction, raw, file, f"predictions[{i}]")
+                if p.study not in self.studies:
+                    raise MappingError(f"unknown study {p.study!r}", file=file, entry=f"predictions[{i}]")
+                if not 0 <= p.percent <= 100:
+                    raise MappingError("percent must be between 0 and 100", file=file, entry=f"predictions[{i}]")
+                self.predictions.append(Prediction(p.outcome, p.percent, p.years, self.studies[p.study], p.when))
+        if "mitigation" in data:
+            self.mitigation = str(data["mitigation"])
 
 
 def _validate(model: type[BaseModel], raw: Any, file: str, entry: str) -> Any:
@@ -580,7 +664,7 @@ def _read_yaml(path: Path) -> Any:
 
 def load_mappings(*layers: str | Path, defaults: bool = True) -> Mappings:
     """Load the default mappings, then each layered file (or folder of ``*.yaml``) in order."""
-    m = Mappings()
+    builder = _Builder()
     paths: list[Path] = []
     if defaults:
         base = _default_dir()
@@ -594,9 +678,8 @@ def load_mappings(*layers: str | Path, defaults: bool = True) -> Mappings:
         else:
             raise MappingError("no such mapping file", file=str(p))
     for p in paths:
-        m._layer(_read_yaml(p), str(p))
-    m._check()
-    return m
+        builder.layer(_read_yaml(p), str(p))
+    return builder.build()
 
 
 @lru_cache(maxsize=1)

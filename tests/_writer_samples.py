@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from milan_fhir._criteria._subgroups import subgroups
+from milan_fhir._criteria._subgroups import liver_metastasis, subgroups
 from milan_fhir._evaluate import verdict as decide
 from milan_fhir._domain import (
     CRITERIA,
@@ -129,6 +129,7 @@ def evaluation(
         inputs=inputs,
         cautions=tuple(cautions),
         subgroups=subgroups(record, as_of),
+        liver_metastasis=liver_metastasis(record, as_of),
         record=record,
     )
 

@@ -137,12 +137,33 @@ def test_no_retry_when_switched_off(serve, sleeps):
     assert sleeps == []
 
 
-def test_env_switches_retries_off(serve, sleeps, monkeypatch):
+def test_env_switches_retries_off_when_no_count_is_given(serve, sleeps, monkeypatch):
     monkeypatch.setenv("MILAN_FHIR_RETRIES", "0")
     s = serve(lambda *a: (502, {}, None))
-    with FhirClient(s.base, retries=5) as c, pytest.raises(FhirConnectionError):
+    with FhirClient(s.base) as c, pytest.raises(FhirConnectionError):
         c.read("Patient", "p1")
+    assert c.retries == 0
     assert len(s.seen) == 1
+
+
+def test_an_explicit_retry_count_wins_over_the_environment(serve, sleeps, monkeypatch):
+    monkeypatch.setenv("MILAN_FHIR_RETRIES", "0")
+    s = serve(lambda *a: (502, {}, None))
+    with FhirClient(s.base, retries=2) as c, pytest.raises(FhirConnectionError):
+        c.read("Patient", "p1")
+    assert c.retries == 2
+    assert len(s.seen) == 3  # the first attempt and the two retries asked for
+
+
+def test_the_environment_sets_the_count_and_the_default_is_three(serve, sleeps, monkeypatch):
+    monkeypatch.setenv("MILAN_FHIR_RETRIES", "1")
+    s = serve(lambda *a: (502, {}, None))
+    with FhirClient(s.base) as c, pytest.raises(FhirConnectionError):
+        c.read("Patient", "p1")
+    assert len(s.seen) == 2
+    monkeypatch.delenv("MILAN_FHIR_RETRIES")
+    with FhirClient(s.base) as c:
+        assert c.retries == 3
 
 
 def test_dropped_connection_retried_for_a_read(serve, sleeps):

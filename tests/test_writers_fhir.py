@@ -150,11 +150,11 @@ def test_fingerprint_follows_the_subgroups_shown(mappings):
 
 
 def test_fingerprint_follows_mapping_content(mappings):
-    import copy
+    import dataclasses
 
-    other = copy.deepcopy(mappings)
-    entry = other.codes["ki67"][0]
-    other.codes["ki67"][0] = entry.model_copy(update={"code": "99999-9"})
+    first, *rest = mappings.codes["ki67"]
+    changed = (first.model_copy(update={"code": "99999-9"}), *rest)
+    other = dataclasses.replace(mappings, codes={**mappings.codes, "ki67": changed})  # mappings are read-only
     assert fhir.fingerprint(evaluation(), other) != fhir.fingerprint(evaluation(), mappings)
 
 

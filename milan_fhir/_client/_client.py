@@ -38,6 +38,8 @@ log = logging.getLogger("milan_fhir.client")
 
 DEFAULT_PAGE_CAP = 200
 DEFAULT_MAX_BYTES = 64 << 20
+#: attempts after the first when ``retries`` is not given and ``MILAN_FHIR_RETRIES`` is not set
+DEFAULT_RETRIES = 3
 DEFAULT_MAX_SEARCH_BYTES = 512 << 20
 FHIR_JSON = "application/fhir+json"
 _READ = 1 << 16
@@ -52,8 +54,8 @@ class FhirClient:
     most 10 s). ``deadline``: the most seconds one answer may take in all, however slowly it trickles in
     (default ``4 * timeout``). ``max_bytes``: the largest answer read (default 64 MiB); ``max_search_bytes``: the
     most bytes one search may read over all its pages (default 512 MiB). ``retries``: attempts after the first on
-    connection errors and 429/502/503/504 (``0``: none; the environment variable ``MILAN_FHIR_RETRIES``
-    overrides it). ``verify``: TLS verification (on, or a CA bundle path), used for every request (an explicit
+    connection errors and 429/502/503/504 (``0``: none; default: the environment variable
+    ``MILAN_FHIR_RETRIES`` when set, else 3; an explicit ``retries`` wins over the environment). ``verify``: TLS verification (on, or a CA bundle path), used for every request (an explicit
     CA bundle wins over ``REQUESTS_CA_BUNDLE``). ``page_cap``: the most pages one search may follow before it
     stops with an error. API calls never follow redirects: a 3xx answer is a :class:`FhirProtocolError`.
     """
@@ -68,7 +70,7 @@ class FhirClient:
         deadline: float | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_search_bytes: int = DEFAULT_MAX_SEARCH_BYTES,
-        retries: int = 3,
+        retries: int | None = None,
         verify: bool | str = True,
         page_cap: int = DEFAULT_PAGE_CAP,
         backoff: float = 0.5,
@@ -84,7 +86,7 @@ class FhirClient:
         self.deadline = float(deadline) if deadline is not None else 4.0 * float(timeout)
         self.max_bytes = int(max_bytes)
         self.max_search_bytes = int(max_search_bytes)
-        self.retries = retries_from_env(retries)
+        self.retries = max(0, retries) if retries is not None else retries_from_env(DEFAULT_RETRIES)
         self.page_cap = page_cap
         self.verify = verify
         if auth is not None and token:

@@ -6,7 +6,8 @@
   Two retry policies: *idempotent* requests (reads, batches of searches, version-aware or deterministic-id
   writes) are retried on connection errors, dropped connections and the four statuses; other requests are
   retried only where the server cannot have acted on them (connection refused, 429 and 503).
-  ``retries=0`` or the environment variable ``MILAN_FHIR_RETRIES=0`` switches retrying off.
+  ``retries=0`` switches retrying off; without an explicit ``retries`` the environment variable
+  ``MILAN_FHIR_RETRIES`` sets the count (``0``: off).
 - Bearer-token auth from a string or a callable; a callable is called again once on a 401 (token refresh).
 - TLS verification on by default.
 - :class:`RedactingFilter` keeps tokens and patient data (URL query strings, resource ids) out of the logs of
@@ -58,7 +59,8 @@ _PLAIN_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "POST"})
 
 
 def retries_from_env(default: int) -> int:
-    """``MILAN_FHIR_RETRIES`` overrides the retry count (``0`` switches retries off, for tests)."""
+    """The retry count of ``MILAN_FHIR_RETRIES`` (``0`` switches retries off, for tests), else ``default``; used
+    only where no explicit count was given."""
     raw = os.environ.get("MILAN_FHIR_RETRIES")
     if raw is None or raw.strip() == "":
         return default

@@ -11,13 +11,27 @@ from typing import Any
 
 from .._domain import CriterionResult, Ki67Fact, PatientRecord, Source, Status
 
-__all__ = ["subgroups"]
+__all__ = ["subgroups", "liver_metastasis"]
 
 
 def _counts(date: dt.date | None, as_of: dt.date, *, needs_date: bool) -> bool:
     if date is None:
         return not needs_date
     return date <= as_of
+
+
+def liver_metastasis(record: PatientRecord | None, as_of: dt.date) -> Source | None:
+    """The liver metastasis a result names as its condition (the RiskAssessment's ``condition``, criteria.md §5):
+    of the liver metastases recorded on or before ``as_of`` (an undated one counts), an active one before an
+    inactive one, then the most recent; None without any."""
+    if record is None:
+        return None
+    livers = [m for m in record.metastases
+              if m.location == "liver" and _counts(m.source.date, as_of, needs_date=False)]
+    if not livers:
+        return None
+    livers.sort(key=lambda m: (m.active, m.source.date or dt.date.min), reverse=True)
+    return livers[0].source
 
 
 def _latest(facts: Iterable[Any], as_of: dt.date) -> Any | None:

@@ -183,27 +183,6 @@ def _reference(ev: Evaluation, src: Source, *, display: bool = True) -> dict[str
     return out
 
 
-def _counts(date: dt.date | None, as_of: dt.date, *, needs_date: bool) -> bool:
-    if date is None:
-        return not needs_date
-    return date <= as_of
-
-
-def _liver_metastasis(ev: Evaluation) -> Source | None:
-    record = ev.record
-    if record is None:
-        return None
-    livers = [
-        m for m in record.metastases
-        if m.location == "liver" and _counts(m.source.date, ev.as_of, needs_date=False)
-    ]
-    if not livers:
-        return None
-    # prefer an active one, then the most recent
-    livers.sort(key=lambda m: (m.active, m.source.date or dt.date.min), reverse=True)
-    return livers[0].source
-
-
 def _criterion_extension(ev: Evaluation, name: str) -> dict[str, Any]:
     res = ev.criteria[name]
     parts: list[dict[str, Any]] = [
@@ -395,7 +374,7 @@ def risk_assessment(
         "subject": {"reference": ev.patient},
         "occurrenceDateTime": ev.as_of.isoformat(),
     }
-    liver = _liver_metastasis(ev)
+    liver = ev.liver_metastasis
     if liver is not None:
         ra["condition"] = {"reference": liver.reference, **({"display": liver.value} if liver.value else {})}
     basis = [_reference(ev, src) for src in _evidence_sources(ev)]
