@@ -1,6 +1,6 @@
 """The Spark engine (milan_fhir.spark, issue 12) against the local engine, on a real local Spark session.
 
-One session (``local[2]``) for the whole module. Every comparison is byte for byte: results, RiskAssessments,
+One session (``local[2]``) for the whole test run (tests/test_spark_hapi.py shares it). Every comparison is byte for byte: results, RiskAssessments,
 errors and the report; the summary without its ``run`` part (timings and engine settings). Skipped only when
 Java is missing and ``CI`` is not ``true``; with ``CI=true`` a missing Java or PySpark fails the run.
 """
@@ -31,7 +31,7 @@ def _java() -> bool:
     return bool(os.environ.get("JAVA_HOME") or shutil.which("java"))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark():
     if not _java() and not CI:
         pytest.skip("no Java runtime (the Spark engine needs Java 17+); CI=true makes this a failure")
