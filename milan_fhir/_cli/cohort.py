@@ -35,6 +35,8 @@ examples:
       every NDJSON file in export/ (plain or .gz, any naming); outputs in screening/
   milan-fhir cohort export/ --out screening/ --workers 4 --resume
       4 worker processes; reuse what an interrupted run into screening/ already finished
+  milan-fhir cohort export/ --engine spark --spark-master 'local[2]' --out screening/ --as-of 2026-01-15
+      the same screen on Apache Spark (extra milan-fhir[spark]; same outputs; docs/spark.md)
   milan-fhir cohort --server https://fhir.example.org/fhir --group net-registry --out screening/ --as-of 2026-01-15 \
       --write-back
       run a Bulk Data $export of Group/net-registry, screen it, and write the RiskAssessments back
@@ -108,6 +110,19 @@ def _progress_option() -> argparse.ArgumentParser:
     return parent
 
 
+def _engine_options() -> argparse.ArgumentParser:
+    """``--engine`` and the Spark engine's options (docs/spark.md)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--engine", choices=("local", "spark"), default="local",
+                        help="local: worker processes on this machine (default); spark: Apache Spark (extra "
+                             "milan-fhir[spark]), same outputs")
+    parent.add_argument("--spark-master", metavar="URL",
+                        help="with --engine spark: the Spark master, e.g. local[2] (default: Spark's own, local[*])")
+    parent.add_argument("--parquet", metavar="URI",
+                        help="with --engine spark: also write the results as Parquet under URI/results")
+    return parent
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return add_command(
         subparsers,
@@ -135,6 +150,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             all_patients_option("evaluate every patient of the export, not only those with a primary NET or liver "
                                 "metastases"),
             _progress_option(),
+            _engine_options(),
             smart_options(),
         ],
         run=run,
@@ -153,6 +169,10 @@ def _check(args: argparse.Namespace) -> None:
         raise InputError("give either SOURCE or --server, not both")
     if not args.server and not args.source:
         raise InputError("no input: give SOURCE (a folder of NDJSON files) or --server URL (see 'milan-fhir cohort --help')")
+    if args.engine != "spark" and (args.spark_master or args.parquet):
+        raise InputError("--spark-master and --parquet need --engine spark")
+    if args.engine == "spark" and args.resume:
+        raise InputError("--resume works with --engine local only (a Spark run recomputes lost partitions itself)")
     if args.write_back and args.as_of is None:
         warn("--write-back without --as-of evaluates as of today: results that change with the date are written "
              "again on another day (and differ from an evaluate run with its own --as-of); give --as-of")
@@ -188,12 +208,15 @@ def run(args: argparse.Namespace) -> int:
 
     source, token = _export(args) if args.server else (args.source, bearer_token())
     wb_url = args.write_back_server or args.server
+    write_back = {"base_url": wb_url, "token": token} if args.write_back else None
     try:
-        summary = run_cohort(
-            source, args.out, as_of=as_of, rule_set=args.rule_set, mappings=args.mappings, workers=args.workers,
-            resume=args.resume, progress=progress, all_patients=args.all_patients,
-            write_back={"base_url": wb_url, "token": token} if args.write_back else None,
-        )
+        if args.engine == "spark":
+            summary = _run_spark(args, source, as_of, write_back)
+        else:
+            summary = run_cohort(
+                source, args.out, as_of=as_of, rule_set=args.rule_set, mappings=args.mappings, workers=args.workers,
+                resume=args.resume, progress=progress, all_patients=args.all_patients, write_back=write_back,
+            )
     except OSError as exc:  # a full disk, a folder we may not write to: the user can fix it
         raise InputError(f"cannot read or write: {exc.strerror or exc}", file=str(exc.filename or args.out)) from None
     print(render_text(summary))
@@ -203,3 +226,23 @@ def run(args: argparse.Namespace) -> int:
               f"{wb['unchanged']} unchanged, {wb['failed']} failed (see write-back.ndjson)")
     print(f"\nOutputs in {args.out}: " + ", ".join(summary["outputs"]))
     return EXIT_OK
+
+
+def _run_spark(args: argparse.Namespace, source: str, as_of: Any, write_back: dict[str, Any] | None) -> Any:
+    """The screen on a Spark session of its own (pyspark is imported only here)."""
+    try:
+        from pyspark.sql import SparkSession
+
+        from .. import spark as engine
+    except ImportError as exc:
+        raise InputError(f"--engine spark needs PySpark: pip install 'milan-fhir[spark]' ({exc})") from None
+    own = SparkSession.getActiveSession() is None  # a session already running in this process is reused, not stopped
+    spark = engine.session(args.spark_master, config={"spark.ui.showConsoleProgress": "false"})
+    try:
+        if own:
+            spark.sparkContext.setLogLevel("ERROR")
+        return engine.run_cohort(spark, source, args.out, as_of=as_of, rule_set=args.rule_set, mappings=args.mappings,
+                                 all_patients=args.all_patients, parquet=args.parquet or False, write_back=write_back)
+    finally:
+        if own:
+            spark.stop()

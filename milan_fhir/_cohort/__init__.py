@@ -11,8 +11,8 @@ See docs/cohort.md.
 from __future__ import annotations
 
 from ._report import criterion_labels, render_html, render_text
-from ._run import COHORT_DEFINITION, OUTPUT_FILES, run_cohort
+from ._run import COHORT_DEFINITION, OUTPUT_FILES, CohortResult, run_cohort
 from ._tally import Tally
 
-__all__ = ["run_cohort", "render_text", "render_html", "criterion_labels", "Tally", "OUTPUT_FILES",
+__all__ = ["run_cohort", "CohortResult", "render_text", "render_html", "criterion_labels", "Tally", "OUTPUT_FILES",
            "COHORT_DEFINITION"]

@@ -24,6 +24,8 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -32,7 +34,7 @@ import orjson
 from .._runtime import as_date
 from .._mappings import Mappings
 from .._sources import Limits
-from ..errors import InputError, scrub
+from ..errors import scrub
 from ._files import CHUNK_BYTES, find_files, plan_chunks
 from ._report import criterion_labels, render_html
 from ._tally import Tally
@@ -52,7 +54,8 @@ from ._work import (
 )
 from .. import _sink
 
-__all__ = ["run_cohort", "OUTPUT_FILES", "COHORT_DEFINITION", "WORK_DIR"]
+__all__ = ["run_cohort", "CohortResult", "ScanCounts", "write_outputs", "build_summary", "finish", "OUTPUT_FILES",
+           "COHORT_DEFINITION", "WORK_DIR", "WRITE_BACK_FILE"]
 
 OUTPUT_FILES = ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson", "summary.json", "report.html")
 WRITE_BACK_FILE = "write-back.ndjson"
@@ -190,18 +193,6 @@ def _lines_of(path: Path) -> Iterator[tuple[str, bytes]]:
             yield key.decode("utf-8"), payload
 
 
-def _merge_parts(paths: Iterable[Path], out: Path) -> int:
-    """K-way merge of sorted part files into ``out`` (atomically, :mod:`milan_fhir._sink`); returns the number of
-    lines."""
-    n = 0
-    with _sink.atomic_open(out) as fh:
-        iters = [_lines_of(p) for p in paths]
-        for _, payload in heapq.merge(*iters, key=lambda kv: kv[0]):
-            fh.write(payload + b"\n")
-            n += 1
-    return n
-
-
 def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterator[tuple[str, bytes]]:
     """Stage-1 errors in file and line order, with absolute line numbers and the file name."""
     for ch in chunks:
@@ -216,46 +207,158 @@ def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterat
                 yield f"{ch.index:06d}:{rel or 0:012d}", orjson.dumps(rec)
 
 
-def _write_errors(out: Path, work: Path, chunks: list[Any], line0: dict[int, int], buckets: int,
-                  skipped: list[tuple[str, str]]) -> int:
-    n = 0
-    with _sink.atomic_open(out) as fh:
-        for f, why in skipped:
-            fh.write(orjson.dumps({"file": f, "line": None, "resource": None, "field": None,
-                                   "reason": f"file skipped: {why}"}) + b"\n")
-            n += 1
-        streams = [_scan_errors(work, chunks, line0)]
-        streams += [_lines_of(work / f"{bucket_name(b)}.errors") for b in range(buckets)]
-        for _, payload in heapq.merge(*streams, key=lambda kv: kv[0]):
-            fh.write(payload + b"\n")
-            n += 1
-    return n
+@dataclass(frozen=True, eq=False)
+class CohortResult(Mapping[str, Any]):
+    """What a cohort run gives back, whichever engine ran it (``run_cohort``, ``milan_fhir.spark.run_cohort``).
 
-
-def run_cohort(
-    source: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    as_of: dt.date | str | None = None,
-    rule_set: str | None = None,
-    mappings: Iterable[str | os.PathLike[str]] = (),
-    workers: int = 1,
-    resume: bool = False,
-    progress: bool = False,
-    all_patients: bool = False,
-    chunk_bytes: int | None = None,
-    write_back: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Screen every patient of an NDJSON export folder (or file); write the outputs into ``out``.
-
-    Returns the summary (also written to ``out/summary.json``). Raises :class:`InputError` when the source
-    cannot be read at all, :class:`MappingError` / :class:`RuleSetError` for bad mappings or rule set; bad lines
-    and resources are reported in ``errors.ndjson`` and skipped.
-
-    ``write_back``: ``{"base_url": ..., "token": None, "tag": None, "batch_size": 50}`` to also write every
-    RiskAssessment to that server (idempotent, criteria.md §5); what was done goes to ``write-back.ndjson``.
+    The typed fields cover what callers use most; ``summary`` is the whole of ``summary.json``, and the result
+    reads like it (``result["tally"]``), as the summary dict ``run_cohort`` used to return did.
     """
-    t0 = time.perf_counter()
+
+    out: Path
+    summary: dict[str, Any]
+    engine: str = "local"
+
+    @property
+    def patients(self) -> int:
+        """Patients evaluated (the cohort, or every patient with ``all_patients``)."""
+        return int(self.summary["tally"]["patients"])
+
+    @property
+    def patients_seen(self) -> int:
+        return int(self.summary["patients_seen"])
+
+    @property
+    def verdicts(self) -> dict[str, int]:
+        return dict(self.summary["tally"]["verdicts"])
+
+    @property
+    def errors(self) -> int:
+        return int(self.summary["errors"])
+
+    @property
+    def lines(self) -> int:
+        return int(self.summary["lines"])
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        return tuple(self.out / name for name in self.summary["outputs"])
+
+    def __getitem__(self, key: str) -> Any:
+        return self.summary[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.summary)
+
+    def __len__(self) -> int:
+        return len(self.summary)
+
+
+@dataclass
+class ScanCounts:
+    """What the scan step read: input files, files skipped (with why), lines, lines parsed, resources kept."""
+
+    files: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    lines: int = 0
+    parsed: int = 0
+    kept: int = 0
+
+
+# ------------------------------------------------------------------------------------ steps both engines share
+def write_outputs(outp: Path, evaluated: Iterable[tuple[bytes, bytes]], errors: Iterable[bytes],
+                  write_back: Iterable[bytes] | None = None) -> tuple[int, int]:
+    """Write ``results.ndjson`` and ``risk-assessments.ndjson`` from one stream of (JSON line, RiskAssessment)
+    pairs already sorted by patient, ``errors.ndjson`` from its lines in order, and ``write-back.ndjson`` when
+    given (each atomically, :mod:`milan_fhir._sink`). Returns (results, errors) written."""
+    n = n_errors = 0
+    with _sink.atomic_open(outp / "results.ndjson") as fr, _sink.atomic_open(outp / "risk-assessments.ndjson") as fa:
+        for result, ra in evaluated:
+            fr.write(result + b"\n")
+            fa.write(ra + b"\n")
+            n += 1
+    if write_back is not None:
+        with _sink.atomic_open(outp / WRITE_BACK_FILE) as fh:
+            for line in write_back:
+                fh.write(line + b"\n")
+    with _sink.atomic_open(outp / "errors.ndjson") as fh:
+        for line in errors:
+            fh.write(line + b"\n")
+            n_errors += 1
+    return n, n_errors
+
+
+def skipped_errors(skipped: Iterable[tuple[str, str]]) -> Iterator[bytes]:
+    """The ``errors.ndjson`` lines of the files skipped as a whole (they come first)."""
+    for f, why in skipped:
+        yield orjson.dumps({"file": f, "line": None, "resource": None, "field": None, "reason": f"file skipped: {why}"})
+
+
+def build_summary(*, source: Any, day: dt.date, rules: Any, mappings: Mappings, scan: ScanCounts, errors: int,
+                  patients_seen: int, tally: Tally, all_patients: bool,
+                  write_back: tuple[str, dict[str, int]] | None = None) -> dict[str, Any]:
+    """The summary (``summary.json`` without its ``run`` part), the same for both engines."""
+    from .._runtime import software_version
+
+    summary: dict[str, Any] = {
+        "software_version": software_version(),
+        "as_of": day.isoformat(),
+        "rule_set": rules.name,
+        "rule_set_version": rules.version,
+        "mapping_version": mappings.version,
+        "source": str(source),
+        "files": list(scan.files),
+        "skipped_files": [list(s) for s in scan.skipped],
+        "lines": scan.lines,
+        "parsed": scan.parsed,
+        "resources_kept": scan.kept,
+        "errors": errors,
+        "patients_seen": patients_seen,
+        "cohort_definition": ALL_PATIENTS_DEFINITION if all_patients else COHORT_DEFINITION,
+        "criterion_labels": criterion_labels(rules),
+        "tally": tally.as_dict(),
+        "outputs": list(OUTPUT_FILES) + ([WRITE_BACK_FILE] if write_back else []),
+    }
+    if write_back:
+        summary["write_back"] = {"server": scrub(write_back[0]), **write_back[1]}
+    return summary
+
+
+def finish(outp: Path, summary: dict[str, Any], run: Callable[[], dict[str, Any]], engine: str = "local") -> CohortResult:
+    """Write ``report.html``, then ``summary.json`` (last: its presence means the outputs are one whole run) with
+    ``run()``'s timings and settings under ``"run"``."""
+    write_atomic(outp / "report.html", render_html(summary).encode("utf-8"), durable=True)
+    summary["run"] = run()
+    write_atomic(outp / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2), durable=True)
+    return CohortResult(outp, summary, engine)
+
+
+# ------------------------------------------------------------------------------------------- the local engine
+@dataclass
+class _Plan:
+    """A local run's settings and inputs, settled before any work."""
+
+    source: Any
+    outp: Path
+    layers: tuple[str, ...]
+    mappings: Mappings
+    rules: Any
+    day: dt.date
+    files: list[Any]
+    skipped: list[tuple[str, str]]
+    chunks: list[Any]
+    buckets: int
+    work: Path
+    reuse: bool
+    workers: int
+    limits: Limits
+    all_patients: bool
+    progress: bool
+
+
+def _plan(source: Any, out: Any, *, as_of: Any, rule_set: str | None, mappings: Iterable[Any], workers: int,
+          resume: bool, progress: bool, all_patients: bool, chunk_bytes: int | None) -> _Plan:
+    """Settle mappings, rule set and date; list and chunk the inputs; prepare the work folder."""
     layers = tuple(str(Path(p).resolve()) for p in mappings)
     m: Mappings = _mappings(layers)
     rules = m.rule_set(rule_set)
@@ -284,131 +387,180 @@ def run_cohort(
     reuse = _prepare_workdir(work, manifest, resume)
     # summary.json is written last: while it is absent, the outputs are not those of one complete run
     (outp / "summary.json").unlink(missing_ok=True)
-    workers = max(1, int(workers))
-    _warm_up(layers)
+    return _Plan(source, outp, layers, m, rules, day, files, skipped, chunks, buckets, work, reuse,
+                 max(1, int(workers)), limits, all_patients, progress)
 
+
+def _scan(plan: _Plan, pool: Executor | None, stack: ExitStack) -> tuple[dict[int, Any], dict[int, int]]:
+    """Stage 1: every chunk scanned (or its piece reused); returns the scan results and each chunk's first line
+    number in its file."""
+    work, chunks = plan.work, plan.chunks
+    scans: dict[int, Any] = {}
+    todo = []
+    for ch in chunks:
+        done = read_scan_result(work, ch.index) if plan.reuse else None
+        if done is not None:
+            scans[ch.index] = done
+        else:
+            todo.append(ScanTask(ch, str(work), plan.buckets, plan.layers, plan.limits))
+    bar = stack.enter_context(_progress_bar(plan.progress, total=sum(c.nbytes for c in chunks), unit="B",
+                                            unit_scale=True, unit_divisor=1024, desc="reading"))
+    bar.update(sum(scans[i][0].nbytes for i in scans))
+
+    def scanned(res: Any) -> None:
+        scans[res.index] = read_scan_result(work, res.index)
+        bar.update(res.nbytes)
+
+    _run_all(pool, scan_chunk, _v_order(todo, lambda t: t.chunk.cost), scanned, plan.workers - 1)
+    bar.close()
+    # absolute line numbers: lines of the earlier chunks of the same file
+    line0: dict[int, int] = {}
+    running: dict[str, int] = {}
+    for ch in chunks:
+        line0[ch.index] = running.get(ch.path, 0)
+        running[ch.path] = line0[ch.index] + scans[ch.index][0].lines
+    return scans, line0
+
+
+def _evaluate(plan: _Plan, pool: Executor | None, stack: ExitStack, scans: dict[int, Any], line0: dict[int, int],
+              keep_evaluations: bool) -> dict[int, Any]:
+    """Stage 2: every bucket grouped and evaluated (or its piece reused)."""
+    work, chunks = plan.work, plan.chunks
+    chunk_meta = tuple((ch.index, ch.path, line0[ch.index]) for ch in chunks)
+    results: dict[int, Any] = {}
+    tasks = []
+    for b in range(plan.buckets):
+        done = read_bucket_result(work, b) if plan.reuse else None
+        if done is not None and keep_evaluations and not (work / f"{bucket_name(b)}.evals").exists():
+            done = None
+        if done is not None:
+            results[b] = done
+            continue
+        sections = tuple(scans[ch.index][1][b] for ch in chunks)
+        tasks.append(BucketTask(b, str(work), chunk_meta, sections, plan.day, plan.rules.name, plan.layers,
+                                plan.all_patients, keep_evaluations=keep_evaluations))
+    bar = stack.enter_context(_progress_bar(plan.progress, total=plan.buckets, initial=len(results),
+                                            desc="evaluating", unit="bucket"))
+
+    def evaluated(res: Any) -> None:
+        results[res.bucket] = res
+        bar.update(1)
+
+    _run_all(pool, evaluate_bucket, tasks, evaluated, plan.workers - 1)
+    bar.close()
+    return results
+
+
+def _write_back(plan: _Plan, pool: Executor | None, stack: ExitStack, write_back: dict[str, Any]) -> dict[str, int]:
+    """Stage 3 (optional): every bucket's RiskAssessments written back; returns the counts per action."""
+    wb_counts = dict.fromkeys(ACTIONS, 0)
+    wb_tasks = [
+        WriteBackTask(b, str(plan.work), write_back["base_url"], write_back.get("token"), plan.layers,
+                      int(write_back.get("batch_size") or 50),
+                      tuple(write_back["tag"]) if write_back.get("tag") else None)
+        for b in range(plan.buckets)
+    ]
+    bar = stack.enter_context(_progress_bar(plan.progress, total=plan.buckets, desc="writing back", unit="bucket"))
+
+    def written(counts: dict[str, int]) -> None:
+        for k, v in counts.items():
+            wb_counts[k] += v
+        bar.update(1)
+
+    _run_all(pool, write_back_bucket, wb_tasks, written, plan.workers - 1)
+    bar.close()
+    return wb_counts
+
+
+def _evaluated_parts(plan: _Plan) -> Iterator[tuple[bytes, bytes]]:
+    """(JSON line, RiskAssessment) pairs of every bucket, merged by patient (both part files hold the same keys in
+    the same order)."""
+    names = [bucket_name(b) for b in range(plan.buckets)]
+    results = heapq.merge(*[_lines_of(plan.work / f"{n}.results") for n in names], key=lambda kv: kv[0])
+    ras = heapq.merge(*[_lines_of(plan.work / f"{n}.ra") for n in names], key=lambda kv: kv[0])
+    for (k1, result), (k2, ra) in zip(results, ras, strict=True):
+        assert k1 == k2
+        yield result, ra
+
+
+def _error_lines(plan: _Plan, line0: dict[int, int], skipped: list[tuple[str, str]]) -> Iterator[bytes]:
+    yield from skipped_errors(skipped)
+    streams = [_scan_errors(plan.work, plan.chunks, line0)]
+    streams += [_lines_of(plan.work / f"{bucket_name(b)}.errors") for b in range(plan.buckets)]
+    for _, payload in heapq.merge(*streams, key=lambda kv: kv[0]):
+        yield payload
+
+
+def run_cohort(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    as_of: dt.date | str | None = None,
+    rule_set: str | None = None,
+    mappings: Iterable[str | os.PathLike[str]] = (),
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = False,
+    all_patients: bool = False,
+    chunk_bytes: int | None = None,
+    write_back: dict[str, Any] | None = None,
+) -> CohortResult:
+    """Screen every patient of an NDJSON export folder (or file); write the outputs into ``out``.
+
+    Returns a :class:`CohortResult` (it reads like the summary, also written to ``out/summary.json``). Raises
+    :class:`InputError` when the source cannot be read at all, :class:`MappingError` / :class:`RuleSetError` for
+    bad mappings or rule set; bad lines and resources are reported in ``errors.ndjson`` and skipped.
+
+    ``write_back``: ``{"base_url": ..., "token": None, "tag": None, "batch_size": 50}`` to also write every
+    RiskAssessment to that server (idempotent, criteria.md §5); what was done goes to ``write-back.ndjson``.
+
+    Steps: plan, scan (stage 1), group and evaluate (stage 2), write back (optional), then the outputs, the
+    summary and the report (:func:`write_outputs`, :func:`build_summary`, :func:`finish`, shared with the Spark
+    engine).
+    """
+    t0 = time.perf_counter()
+    plan = _plan(source, out, as_of=as_of, rule_set=rule_set, mappings=mappings, workers=workers, resume=resume,
+                 progress=progress, all_patients=all_patients, chunk_bytes=chunk_bytes)
+    _warm_up(plan.layers)
+    wb_counts: dict[str, int] | None = None
     with ExitStack() as stack:
-        pool = _executor(workers)
+        pool = _executor(plan.workers)
         if pool is not None:
             stack.enter_context(pool)  # type: ignore[arg-type]
-
-        # ---- stage 1: scan
-        scans: dict[int, Any] = {}
-        todo = []
-        for ch in chunks:
-            done: object = read_scan_result(work, ch.index) if reuse else None  # (a bucket's result below)
-            if done is not None:
-                scans[ch.index] = done
-            else:
-                todo.append(ScanTask(ch, str(work), buckets, layers, limits))
-        bar = stack.enter_context(_progress_bar(progress, total=sum(c.nbytes for c in chunks), unit="B",
-                                                unit_scale=True, unit_divisor=1024, desc="reading"))
-        bar.update(sum(scans[i][0].nbytes for i in scans))
-
-        def scanned(res: Any) -> None:
-            scans[res.index] = read_scan_result(work, res.index)
-            bar.update(res.nbytes)
-
         t_pool = time.perf_counter()
-        _run_all(pool, scan_chunk, _v_order(todo, lambda t: t.chunk.cost), scanned, workers - 1)
-        bar.close()
+        scans, line0 = _scan(plan, pool, stack)
         t_scan = time.perf_counter()
-
-        # absolute line numbers: lines of the earlier chunks of the same file
-        line0: dict[int, int] = {}
-        running: dict[str, int] = {}
-        for ch in chunks:
-            line0[ch.index] = running.get(ch.path, 0)
-            running[ch.path] = line0[ch.index] + scans[ch.index][0].lines
-
-        # ---- stage 2: evaluate
-        chunk_meta = tuple((ch.index, ch.path, line0[ch.index]) for ch in chunks)
-        results: dict[int, Any] = {}
-        tasks = []
-        for b in range(buckets):
-            done = read_bucket_result(work, b) if reuse else None
-            if done is not None and write_back and not (work / f"{bucket_name(b)}.evals").exists():
-                done = None
-            if done is not None:
-                results[b] = done
-                continue
-            sections = tuple(scans[ch.index][1][b] for ch in chunks)
-            tasks.append(BucketTask(b, str(work), chunk_meta, sections, day, rules.name, layers, all_patients,
-                                    keep_evaluations=bool(write_back)))
-        bar2 = stack.enter_context(_progress_bar(progress, total=buckets, initial=len(results), desc="evaluating",
-                                                 unit="bucket"))
-
-        def evaluated(res: Any) -> None:
-            results[res.bucket] = res
-            bar2.update(1)
-
-        _run_all(pool, evaluate_bucket, tasks, evaluated, workers - 1)
-        bar2.close()
+        results = _evaluate(plan, pool, stack, scans, line0, keep_evaluations=bool(write_back))
         t_eval = time.perf_counter()
-
-        # ---- stage 3 (optional): write back
-        wb_counts: dict[str, int] | None = None
         if write_back:
-            wb_counts = dict.fromkeys(ACTIONS, 0)
-            wb_tasks = [
-                WriteBackTask(b, str(work), write_back["base_url"], write_back.get("token"), layers,
-                              int(write_back.get("batch_size") or 50),
-                              tuple(write_back["tag"]) if write_back.get("tag") else None)
-                for b in range(buckets)
-            ]
-            bar3 = stack.enter_context(_progress_bar(progress, total=buckets, desc="writing back", unit="bucket"))
+            wb_counts = _write_back(plan, pool, stack, write_back)
 
-            def written(counts: dict[str, int]) -> None:
-                for k, v in counts.items():
-                    wb_counts[k] += v
-                bar3.update(1)
-
-            _run_all(pool, write_back_bucket, wb_tasks, written, workers - 1)
-            bar3.close()
-
-    # ---- merge and report
-    n_results = _merge_parts([work / f"{bucket_name(b)}.results" for b in range(buckets)], outp / "results.ndjson")
-    _merge_parts([work / f"{bucket_name(b)}.ra" for b in range(buckets)], outp / "risk-assessments.ndjson")
-    if write_back:
-        _merge_parts([work / f"{bucket_name(b)}.writeback" for b in range(buckets)], outp / WRITE_BACK_FILE)
+    # ---- outputs and report
     # a file none of whose lines is FHIR (a log, a report) is reported as a whole, as evaluate does
-    fhir_files = {ch.path for ch in chunks if getattr(scans[ch.index][0], "fhir", True)}
-    skipped = skipped + [(f.path, "no line is a FHIR resource") for f in files if f.path not in fhir_files]
-    n_errors = _write_errors(outp / "errors.ndjson", work, chunks, line0, buckets, skipped)
+    fhir_files = {ch.path for ch in plan.chunks if getattr(scans[ch.index][0], "fhir", True)}
+    skipped = plan.skipped + [(f.path, "no line is a FHIR resource") for f in plan.files if f.path not in fhir_files]
+    wb_lines = None
+    if write_back:
+        wb_lines = (payload for _, payload in heapq.merge(
+            *[_lines_of(plan.work / f"{bucket_name(b)}.writeback") for b in range(plan.buckets)], key=lambda kv: kv[0]))
+    n_results, n_errors = write_outputs(plan.outp, _evaluated_parts(plan), _error_lines(plan, line0, skipped), wb_lines)
     tally = Tally()
-    for b in range(buckets):
+    for b in range(plan.buckets):
         tally.merge(results[b].tally)
     assert tally.patients == n_results
-    from .._runtime import software_version
+    counts = ScanCounts([f.path for f in plan.files], skipped, sum(scans[i][0].lines for i in scans),
+                        sum(scans[i][0].parsed for i in scans), sum(scans[i][0].kept for i in scans))
+    summary = build_summary(source=source, day=plan.day, rules=plan.rules, mappings=plan.mappings, scan=counts,
+                            errors=n_errors, patients_seen=sum(r.patients_seen for r in results.values()),
+                            tally=tally, all_patients=all_patients,
+                            write_back=(write_back["base_url"], wb_counts or {}) if write_back else None)
 
-    summary: dict[str, Any] = {
-        "software_version": software_version(),
-        "as_of": day.isoformat(),
-        "rule_set": rules.name,
-        "rule_set_version": rules.version,
-        "mapping_version": m.version,
-        "source": str(source),
-        "files": [f.path for f in files],
-        "skipped_files": [list(s) for s in skipped],
-        "lines": sum(scans[i][0].lines for i in scans),
-        "parsed": sum(scans[i][0].parsed for i in scans),
-        "resources_kept": sum(scans[i][0].kept for i in scans),
-        "errors": n_errors,
-        "patients_seen": sum(r.patients_seen for r in results.values()),
-        "cohort_definition": ALL_PATIENTS_DEFINITION if all_patients else COHORT_DEFINITION,
-        "criterion_labels": criterion_labels(rules),
-        "tally": tally.as_dict(),
-        "outputs": list(OUTPUT_FILES) + ([WRITE_BACK_FILE] if write_back else []),
-    }
-    if write_back:
-        summary["write_back"] = {"server": scrub(write_back["base_url"]), **(wb_counts or {})}
-    write_atomic(outp / "report.html", render_html(summary).encode("utf-8"), durable=True)
-    t_end = time.perf_counter()
-    summary["run"] = {
-        "workers": workers, "resumed": reuse, "seconds": round(t_end - t0, 3),
-        "stages": {"plan": round(t_pool - t0, 3), "scan": round(t_scan - t_pool, 3),
-                   "evaluate": round(t_eval - t_scan, 3), "merge_and_report": round(t_end - t_eval, 3)},
-    }
-    write_atomic(outp / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2), durable=True)
-    shutil.rmtree(work, ignore_errors=True)
-    return summary
+    def run() -> dict[str, Any]:
+        t_end = time.perf_counter()
+        return {"workers": plan.workers, "resumed": plan.reuse, "seconds": round(t_end - t0, 3),
+                "stages": {"plan": round(t_pool - t0, 3), "scan": round(t_scan - t_pool, 3),
+                           "evaluate": round(t_eval - t_scan, 3), "merge_and_report": round(t_end - t_eval, 3)}}
+
+    result = finish(plan.outp, summary, run)
+    shutil.rmtree(plan.work, ignore_errors=True)
+    return result

@@ -33,7 +33,8 @@ from .. import _sources
 from .._domain import PatientRecord
 from .._sources import Limits
 from ..errors import InputError
-from ._files import Chunk
+from ._files import Chunk, iter_lines
+from ._group import evaluate_patients, gather, in_cohort
 from ._tally import Tally
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
@@ -179,13 +180,6 @@ def watch_parent(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="milan-fhir-parent-watch", daemon=True).start()
-
-
-def in_cohort(record: PatientRecord) -> bool:
-    """The cohort: patients with a primary NET Condition or a liver metastasis Condition that counts."""
-    if record.primaries:
-        return True
-    return any(m.location == "liver" for m in record.metastases)
 
 
 # ------------------------------------------------------------------------------------------------ stage 1
@@ -360,36 +354,19 @@ def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int], list[tup
 
 def evaluate_bucket(task: BucketTask) -> BucketResult:
     """Stage 2 for one bucket: part files ``bNNNNN.results``, ``.ra``, ``.errors`` (each line ``key\\tjson``)."""
-    from .._evaluate import evaluate_record
-    from .._writers import fhir, json_lines
-
     mappings = _mappings(task.mapping_layers)
     rules = mappings.rule_set(task.rule_set)
     records: dict[str, PatientRecord] = {}
-    dup_errors: list[tuple[str, bytes]] = []
-    for (ci, file, line0), section in _sections(task):
-        for ad, rel in section:
-            rec = records.get(ad.patient)
-            if rec is None:
-                rec = records[ad.patient] = PatientRecord(patient=ad.patient)
-            if ad.counted and ad.reference in rec.inputs:
-                err = {"file": file, "line": line0 + rel, "resource": ad.reference, "field": None,
-                       "reason": "the resource appears more than once; the first copy was used"}
-                dup_errors.append((f"{ci:06d}:{rel:012d}", orjson.dumps(err)))
-                continue
-            ad.apply(rec)
+    dup_errors = gather(records, ((ad, file, line0 + rel, f"{ci:06d}:{rel:012d}")
+                                  for (ci, file, line0), section in _sections(task) for ad, rel in section))
     tally = Tally()
     results: list[bytes] = []
     ras: list[bytes] = []
     evals: list[Any] = []
-    for patient in sorted(records):
-        rec = records[patient]
-        if not task.all_patients and not in_cohort(rec):
-            continue
-        ev = evaluate_record(rec, rules, task.as_of, mappings.version)
+    for patient, ev, result, ra in evaluate_patients(records, rules, task.as_of, mappings, task.all_patients):
         key = patient.encode("utf-8") + b"\t"
-        results.append(key + orjson.dumps(json_lines.to_json(ev)) + b"\n")
-        ras.append(key + orjson.dumps(fhir.risk_assessment(ev, mappings)) + b"\n")
+        results.append(key + result + b"\n")
+        ras.append(key + ra + b"\n")
         tally.add_evaluation(ev)
         if task.keep_evaluations:
             evals.append(ev)
