@@ -46,8 +46,9 @@ def screen(spark: "SparkSession", source: "str | os.PathLike[str] | DataFrame", 
     """
     from milan_fhir._spark._engine import screen as _screen
 
-    return _screen(spark, source, as_of=as_of, rule_set=rule_set, mappings=mappings, all_patients=all_patients,
-                   partitions=partitions)
+    frame: DataFrame = _screen(spark, source, as_of=as_of, rule_set=rule_set, mappings=mappings,
+                               all_patients=all_patients, partitions=partitions)
+    return frame
 
 
 def run_cohort(spark: "SparkSession", source: "str | os.PathLike[str] | DataFrame", out: str | os.PathLike[str], *,

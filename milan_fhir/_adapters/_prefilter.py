@@ -252,7 +252,8 @@ def _expression(needle: Needle) -> bytes:
 
 def _spellings(needle: Needle) -> list[bytes]:
     """The literals a needle stands for, cut to its longest head with at most ``_MAX_SPELLINGS`` of them."""
-    slots, count = [], 1
+    slots: list[Any] = []
+    count = 1
     for alts in needle:
         if slots and count * len(alts) > _MAX_SPELLINGS:
             break

@@ -25,7 +25,7 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import orjson
 
@@ -127,7 +127,7 @@ def _runs(chunk: Chunk, limits: Limits) -> Iterator[Any]:
     import gzip
 
     try:
-        fh = gzip.open(chunk.path, "rb") if chunk.gz else open(chunk.path, "rb")
+        fh: BinaryIO = gzip.open(chunk.path, "rb") if chunk.gz else open(chunk.path, "rb")  # type: ignore[assignment]
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=chunk.path) from None
     with fh:
@@ -363,9 +363,9 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
     results: list[bytes] = []
     ras: list[bytes] = []
     evals: list[Any] = []
-    for patient, ev, result, ra in evaluate_patients(records, rules, task.as_of, mappings, task.all_patients):
+    for patient, ev, line, ra in evaluate_patients(records, rules, task.as_of, mappings, task.all_patients):
         key = patient.encode("utf-8") + b"\t"
-        results.append(key + result + b"\n")
+        results.append(key + line + b"\n")
         ras.append(key + ra + b"\n")
         tally.add_evaluation(ev)
         if task.keep_evaluations:

@@ -67,7 +67,7 @@ def _prefilter(settings: Settings) -> Any:
 
 
 def _table(columns: dict[str, list[Any]], schema: Any) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name], type=f.type) for f in schema], schema=schema)
 
