@@ -10,17 +10,16 @@ workers); a gzip file and a whole-file JSON document are one chunk each. Lines a
 
 from __future__ import annotations
 
-import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Set as AbstractSet
-from typing import BinaryIO, Iterator, cast
+from typing import BinaryIO
 
 from .. import _sources
 from ..errors import InputError
 
-__all__ = ["Chunk", "SourceFile", "find_files", "plan_chunks", "iter_lines", "CHUNK_BYTES"]
+__all__ = ["Chunk", "SourceFile", "find_files", "plan_chunks", "CHUNK_BYTES"]
 
 #: nominal size of one plain-file chunk
 CHUNK_BYTES = 8 << 20
@@ -123,18 +122,3 @@ def _next_line_start(fh: BinaryIO, pos: int) -> int:
         if i >= 0:
             return pos + i + 1
         pos += len(block)
-
-
-def iter_lines(chunk: Chunk, limits: _sources.Limits | None = None) -> Iterator[list[bytes]]:
-    """The lines of a ``lines`` chunk, in blocks (lists of lines, without the newline; possibly empty lines; a
-    line above the size limit as an ``_sources.Oversize``). Read faults raise :class:`InputError`."""
-    limits = limits or _sources.Limits()
-    try:
-        # a GzipFile is a binary file object, though typeshed does not derive it from BinaryIO
-        fh = cast(BinaryIO, gzip.open(chunk.path, "rb")) if chunk.gz else open(chunk.path, "rb")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=chunk.path) from None
-    with fh:
-        blocks = _sources.open_blocks(fh, chunk.path, limits, gz=chunk.gz, start=chunk.start,
-                                      end=None if chunk.end < 0 else chunk.end)
-        yield from _sources.split_lines(blocks, limits.max_line_bytes)

@@ -33,7 +33,7 @@ from .. import _sources
 from .._domain import PatientRecord
 from .._sources import Limits
 from ..errors import InputError
-from ._files import Chunk, iter_lines
+from ._files import Chunk
 from ._group import evaluate_patients, gather, in_cohort
 from ._tally import Tally
 
