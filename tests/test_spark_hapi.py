@@ -38,7 +38,7 @@ def test_spark_write_back_in_batches_then_nothing_to_write(spark, hapi_base_url,
         wb = {"base_url": hapi_base_url, "tag": tag, "batch_size": 3}
         first = ms.run_cohort(spark, src, tmp_path / "spark", as_of=AS_OF, write_back=wb)
         n = first.patients
-        assert n >= 3 and first["write_back"]["created"] == n and first["write_back"]["failed"] == 0
+        assert n >= 3 and first["write_back"]["created"] == n and first["write_back"]["failed"] == 0, first["write_back"]
         log = [orjson.loads(ln) for ln in (tmp_path / "spark" / "write-back.ndjson").read_bytes().splitlines()]
         assert [r["patient"] for r in log] == sorted(r["patient"] for r in log) and len(log) == n
         for row in log:
