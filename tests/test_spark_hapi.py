@@ -22,7 +22,7 @@ pytestmark = pytest.mark.hapi
 def test_spark_write_back_in_batches_then_nothing_to_write(spark, hapi_base_url, fhir_run_tag, tmp_path):  # noqa: F811
     from milan_fhir import spark as ms
 
-    prefix = "s" + fhir_run_tag.code[:9]
+    prefix = "k" + fhir_run_tag.code[:9]  # its own ids: test_smart_hapi uses "s" + the same code
     generated = make_export(tmp_path / "generated", patients=12, resources=12, net_fraction=0.5, parts=1)
     resources = _resources(generated, prefix, fhir_run_tag)
     src = tmp_path / "src"
