@@ -8,7 +8,6 @@ Java is missing and ``CI`` is not ``true``; with ``CI=true`` a missing Java or P
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+
+from test_cohort import _generator
 
 from milan_fhir._cohort import run_cohort as local_cohort
 
@@ -42,14 +43,6 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location("generate_export", ROOT / "benchmarks" / "generate_export.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("generate_export", mod)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _summary(out: Path) -> dict:
