@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cohort import wait_for_quiet  # noqa: E402 - the same CPU-idle wait as the local benchmark
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 AS_OF = "2026-01-15"
@@ -84,31 +87,6 @@ def child_spark(export: str, out: str, cores: int, warmup: str) -> dict:
             "stages": result["run"]["stages"], "cores": cores}
 
 
-def _idle_fraction(seconds: float = 1.0) -> float | None:
-    def sample() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat") as fh:
-                fields = [int(x) for x in fh.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        return fields[3] + fields[4], sum(fields)
-
-    a = sample()
-    time.sleep(seconds)
-    b = sample()
-    if a is None or b is None or b[1] == a[1]:
-        return None
-    return (b[0] - a[0]) / (b[1] - a[1])
-
-
-def _wait_quiet(threshold: float, limit: float) -> float | None:
-    deadline = time.monotonic() + limit
-    idle = _idle_fraction()
-    while idle is not None and idle < threshold and time.monotonic() < deadline:
-        idle = _idle_fraction()
-    return idle
-
-
 def _variant(args: list[str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
@@ -161,7 +139,7 @@ def main() -> None:
         for key, args in (("L", ["local", str(export), str(outs / "L")]),
                           ("S1", ["spark", str(export), str(outs / "S1"), "1", str(warmup)]),
                           ("S2", ["spark", str(export), str(outs / "S2"), "2", str(warmup)])):
-            idle = _wait_quiet(a.quiet, 120) if a.quiet else None
+            idle = wait_for_quiet(a.quiet, 120) if a.quiet else None
             r = _variant(args)
             r["idle"] = idle
             runs[key].append(r)
