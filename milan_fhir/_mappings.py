@@ -276,6 +276,7 @@ class Mappings:
     _index: Mapping[str, Mapping[tuple[str, str], CodeEntry]] = field(init=False, repr=False, compare=False)
     _patterns: Mapping[str, tuple[CodeEntry, ...]] = field(init=False, repr=False, compare=False)
     _match_cache: dict[tuple[str, str, str], CodeEntry | None] = field(init=False, repr=False, compare=False)
+    _fingerprint: list[str] = field(init=False, repr=False, compare=False)  # computed once (one per RA)
 
     def __post_init__(self) -> None:
         put = object.__setattr__  # frozen: the fields are set once, here, to their read-only forms
@@ -296,6 +297,7 @@ class Mappings:
         put(self, "_index", MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}))
         put(self, "_patterns", MappingProxyType({k: tuple(v) for k, v in patterns.items()}))
         put(self, "_match_cache", {})
+        put(self, "_fingerprint", [])
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its fields in plain form (for worker processes); rebuilt read-only on the other side."""
@@ -417,7 +419,12 @@ class Mappings:
             raise RuleSetError(f"unknown rule set {name!r} (known: {known})") from None
 
     def fingerprint(self) -> str:
-        """A short hash of all mapping content, for input fingerprints."""
+        """A short hash of all mapping content, for input fingerprints (computed once: the content is frozen)."""
+        if not self._fingerprint:
+            self._fingerprint.append(self._content_hash())
+        return self._fingerprint[0]
+
+    def _content_hash(self) -> str:
         h = hashlib.sha256()
         for concept in sorted(self.codes):
             for e in self.codes[concept]:

@@ -79,7 +79,10 @@ def guard_fault(resource: dict[str, Any], full_url: str | None = None) -> tuple[
 
 # ---------------------------------------------------------------------------------------------- internals
 def _depth_fault(resource: Any) -> tuple[str, str] | None:
-    """Iterative walk: the first path deeper than MAX_DEPTH, without recursion."""
+    """Iterative walk: the first path deeper than MAX_DEPTH, without recursion. A first walk counts levels only
+    (every resource the rules read takes it); the path of a fault is built by a second one."""
+    if _max_depth(resource) <= MAX_DEPTH:
+        return None
     stack: list[tuple[Any, int, str]] = [(resource, 1, "")]
     while stack:
         node, depth, path = stack.pop()
@@ -94,6 +97,20 @@ def _depth_fault(resource: Any) -> tuple[str, str] | None:
                 if isinstance(v, (dict, list)):
                     stack.append((v, depth + 1, f"{path}[{i}]"))
     return None
+
+
+def _max_depth(resource: Any) -> int:
+    """The nesting depth of a JSON value (1 for an object of scalars), stopping once past MAX_DEPTH."""
+    deepest = 0
+    level: list[Any] = [resource]
+    while level and deepest <= MAX_DEPTH:
+        deepest += 1
+        nxt: list[Any] = []
+        for node in level:
+            values = node.values() if isinstance(node, dict) else node
+            nxt.extend(v for v in values if isinstance(v, (dict, list)))
+        level = nxt
+    return deepest
 
 
 def _short(path: str) -> str:

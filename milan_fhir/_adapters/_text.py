@@ -7,6 +7,7 @@ to a bounded length, so hostile text stays cheap. Phrases are matched as consecu
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Iterable, Literal
 
 from .._mappings import TextNets
@@ -21,14 +22,54 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text[:_TEXT_MAX].lower())
 
 
-def _has_phrase(tokens: list[str], phrase: tuple[str, ...]) -> bool:
-    n = len(phrase)
-    if n == 0 or n > len(tokens):
+@dataclass(frozen=True)
+class _Compiled:
+    """A TextNets in look-up form: word sets, and phrases by their first word."""
+
+    exclusions: dict[str, tuple[tuple[str, ...], ...]]
+    metastasis_words: frozenset[str]
+    metastasis_phrases: dict[str, tuple[tuple[str, ...], ...]]
+    suffixes: tuple[str, ...]
+    malignancy_words: frozenset[str]
+
+
+def _by_first(phrases: Iterable[tuple[str, ...]]) -> dict[str, tuple[tuple[str, ...], ...]]:
+    out: dict[str, list[tuple[str, ...]]] = {}
+    for p in phrases:
+        if p:  # an empty phrase matches nothing
+            out.setdefault(p[0], []).append(tuple(p))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+_COMPILED: dict[int, tuple[TextNets, _Compiled]] = {}
+
+
+def _compiled(nets: TextNets) -> _Compiled:
+    """Built once per TextNets object (kept by identity: hashing a model per call would cost more than it saves)."""
+    hit = _COMPILED.get(id(nets))
+    if hit is not None and hit[0] is nets:
+        return hit[1]
+    if len(_COMPILED) >= 16:
+        _COMPILED.clear()
+    c = _build(nets)
+    _COMPILED[id(nets)] = (nets, c)
+    return c
+
+
+def _build(nets: TextNets) -> _Compiled:
+    return _Compiled(_by_first(nets.exclusion_phrases), frozenset(nets.metastasis_words),
+                     _by_first(nets.metastasis_phrases), tuple(nets.metastasis_word_suffixes),
+                     frozenset(nets.other_malignancy_words))
+
+
+def _has_phrase(tokens: list[str], phrases: dict[str, tuple[tuple[str, ...], ...]]) -> bool:
+    """Whether one of the phrases occurs in ``tokens`` as consecutive words."""
+    if not phrases:
         return False
-    first = phrase[0]
     for i, t in enumerate(tokens):
-        if t == first and tuple(tokens[i:i + n]) == phrase:
-            return True
+        for p in phrases.get(t, ()):
+            if tuple(tokens[i:i + len(p)]) == p:
+                return True
     return False
 
 
@@ -38,17 +79,17 @@ def text_net(nets: TextNets, texts: Iterable[str]) -> Literal["metastasis", "mal
     token_lists = [words(t) for t in texts if isinstance(t, str) and t]
     if not token_lists:
         return None
+    c = _compiled(nets)
     for tokens in token_lists:
-        if any(_has_phrase(tokens, p) for p in nets.exclusion_phrases):
+        if _has_phrase(tokens, c.exclusions):
             return None
     for tokens in token_lists:
-        suffixes = nets.metastasis_word_suffixes
-        if any(w in nets.metastasis_words for w in tokens) or any(
-            _has_phrase(tokens, p) for p in nets.metastasis_phrases
-        ) or (suffixes and any(w.endswith(suffixes) for w in tokens)):
+        if not c.metastasis_words.isdisjoint(tokens) or _has_phrase(tokens, c.metastasis_phrases) or (
+            c.suffixes and any(w.endswith(c.suffixes) for w in tokens)
+        ):
             return "metastasis"
     for tokens in token_lists:
-        if any(w in nets.other_malignancy_words for w in tokens):
+        if not c.malignancy_words.isdisjoint(tokens):
             return "malignancy"
     return None
 
