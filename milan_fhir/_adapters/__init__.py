@@ -23,7 +23,7 @@ from ._common import Adapted, Ctx, settle_pending, version_of
 from ._guard import guard_fault, key_fault, printable
 from ._located import InputProblem, Located, iter_bundle_or_resource, resource_key
 from ._prefilter import RawPrefilter
-from ._validate import validation_fault
+from ._validate import patient_fields, validation_fault
 from ._values import Resolver, make_resolver, resolve_reference
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "adapt_resource",
     "build_records",
     "classify",
+    "deferred_fault",
     "full_url_map",
     "settle_pending",
 ]
@@ -78,8 +79,16 @@ def adapt_resource(
     *,
     resolve: Resolver | Mapping[str, str] | None = None,
     located: Located | None = None,
+    defer_patient: bool = False,
+    shallow: bool = False,
 ) -> Adapted | None:
     """One resource -> facts for one patient; None when the rules do not use it.
+
+    ``defer_patient`` (the cohort engines): a Patient's R4B validation is left to the caller, who runs
+    :func:`deferred_fault` on the returned :class:`Adapted` (its ``check``) only for a patient it evaluates;
+    the generic guards (depth, control characters, JSON types of dates) still run here. ``shallow``: the
+    caller checked the resource's JSON text with :func:`~milan_fhir._adapters._guard.shallow_text` (the depth
+    walk is skipped).
 
     ``resolve`` maps reference text (``urn:uuid:...``, a Bundle fullUrl) to ``Type/id``; relative and absolute
     references are read without it. Raises :class:`ResourceError` (naming file, line, resource and field) for
@@ -90,7 +99,7 @@ def adapt_resource(
     if hit is None:
         return None
     rtype, kind = hit
-    fault = guard_fault(resource, full_url)  # depth, control characters, JSON types of dates: before all else
+    fault = guard_fault(resource, full_url, shallow=shallow)  # depth, control characters, JSON types of dates: before all else
     if fault is not None:
         err = ResourceError(f"invalid {rtype}: {fault[1]}", file=file, line=line,
                             resource=_safe_key(resource, full_url, rtype), field=fault[0])
@@ -108,7 +117,8 @@ def adapt_resource(
     reference = resource_key(resource, full_url)
     if reference is None:
         raise ResourceError(f"{rtype} has no id", file=file, line=line, resource=rtype, field="id")
-    fault = validation_fault(resource)
+    deferred = defer_patient and rtype == "Patient"
+    fault = None if deferred else validation_fault(resource)
     if fault is not None:
         field, reason = fault
         err = ResourceError(f"invalid {rtype}: {reason}", file=file, line=line, resource=reference, field=field or None)
@@ -126,6 +136,8 @@ def adapt_resource(
     ctx = Ctx(resource, mappings, reference, out.version, _as_resolver(resolve), out)
     if rtype == "Patient":
         _patient.adapt(ctx)
+        if deferred:
+            out.check = patient_fields(resource)
     elif rtype == "Observation":
         _observation.adapt(ctx, *kind)
     elif rtype == "Condition":
@@ -133,6 +145,17 @@ def adapt_resource(
     else:
         _procedure.adapt(ctx, *kind)
     return out
+
+
+def deferred_fault(adapted: Adapted) -> tuple[str | None, str] | None:
+    """``(field, reason)`` when the Patient an :class:`Adapted` with a ``check`` was read from fails R4B
+    validation (the reason as :func:`adapt_resource` would have raised it), else None."""
+    if adapted.check is None:
+        return None
+    fault = validation_fault(adapted.check)
+    if fault is None:
+        return None
+    return fault[0] or None, f"invalid Patient: {fault[1]}"
 
 
 #: Observation concepts whose invalid resources cap a criterion, and the concept of the Unusable they give

@@ -34,6 +34,9 @@ class Adapted:
     #: facts that count only if the record holds a liver metastasis Condition among the references
     #: (a tumour size whose ``focus`` is a Condition): settled by :func:`settle_pending` once all is read
     pending: list[tuple[str, Any, tuple[str, ...]]] = field(default_factory=list)
+    #: a Patient read with ``defer_patient`` (the cohort engines): the fields R4B validation must still accept
+    #: (:func:`milan_fhir._adapters.deferred_fault`) before these facts may be applied
+    check: dict[str, Any] | None = None
 
     def apply(self, record: PatientRecord) -> None:
         """Add everything to ``record`` (which must be this patient's); ``pending`` facts are not added."""

@@ -58,9 +58,12 @@ def key_fault(key: str | None, field: str) -> tuple[str, str] | None:
     return None
 
 
-def guard_fault(resource: dict[str, Any], full_url: str | None = None) -> tuple[str, str] | None:
-    """``(field, reason)`` of the first generic fault of a resource the rules would read, or None."""
-    fault = _depth_fault(resource)
+def guard_fault(resource: dict[str, Any], full_url: str | None = None, *, shallow: bool = False) -> tuple[str, str] | None:
+    """``(field, reason)`` of the first generic fault of a resource the rules would read, or None.
+
+    ``shallow``: the caller knows the resource cannot nest deeper than MAX_DEPTH (:func:`shallow_text`), so
+    the depth walk is skipped."""
+    fault = None if shallow else _depth_fault(resource)
     if fault:
         return fault
     subject = resource.get("subject")
@@ -77,11 +80,17 @@ def guard_fault(resource: dict[str, Any], full_url: str | None = None) -> tuple[
     return None
 
 
+def shallow_text(text: bytes) -> bool:
+    """Whether JSON ``text`` cannot nest deeper than MAX_DEPTH: every level opens with a ``{`` or ``[``, so at
+    most MAX_DEPTH of them (in strings too: a sound bound) means at most MAX_DEPTH levels."""
+    return text.count(b"{") + text.count(b"[") <= MAX_DEPTH
+
+
 # ---------------------------------------------------------------------------------------------- internals
 def _depth_fault(resource: Any) -> tuple[str, str] | None:
     """Iterative walk: the first path deeper than MAX_DEPTH, without recursion. A first walk counts levels only
     (every resource the rules read takes it); the path of a fault is built by a second one."""
-    if _max_depth(resource) <= MAX_DEPTH:
+    if not _too_deep(resource):
         return None
     stack: list[tuple[Any, int, str]] = [(resource, 1, "")]
     while stack:
@@ -99,18 +108,18 @@ def _depth_fault(resource: Any) -> tuple[str, str] | None:
     return None
 
 
-def _max_depth(resource: Any) -> int:
-    """The nesting depth of a JSON value (1 for an object of scalars), stopping once past MAX_DEPTH."""
-    deepest = 0
-    level: list[Any] = [resource]
-    while level and deepest <= MAX_DEPTH:
-        deepest += 1
-        nxt: list[Any] = []
-        for node in level:
-            values = node.values() if isinstance(node, dict) else node
-            nxt.extend(v for v in values if isinstance(v, (dict, list)))
-        level = nxt
-    return deepest
+def _too_deep(resource: Any) -> bool:
+    """Whether some value of ``resource`` is nested deeper than MAX_DEPTH (a walk that counts levels only)."""
+    stack: list[tuple[Any, int]] = [(resource, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if depth > MAX_DEPTH:
+            return True
+        for v in (node.values() if isinstance(node, dict) else node):
+            if isinstance(v, (dict, list)):
+                push((v, depth + 1))
+    return False
 
 
 def _short(path: str) -> str:

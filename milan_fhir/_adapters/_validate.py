@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-__all__ = ["validation_fault", "PATIENT_FIELDS"]
+__all__ = ["validation_fault", "patient_fields", "PATIENT_FIELDS"]
 
 _MODULES = {
     "Observation": "fhir.resources.R4B.observation",
@@ -27,12 +27,17 @@ def _model(rtype: str) -> Any:
     return getattr(importlib.import_module(_MODULES[rtype]), rtype)
 
 
+def patient_fields(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a Patient that is validated (the fields the rules read)."""
+    return {k: resource[k] for k in PATIENT_FIELDS if k in resource}
+
+
 def validation_fault(resource: dict[str, Any]) -> tuple[str, str] | None:
     """``(field path, reason)`` of the first R4B validation error, or None when the resource is valid."""
     rtype = resource.get("resourceType")
     if rtype not in _MODULES:
         return None
-    data = {k: resource[k] for k in PATIENT_FIELDS if k in resource} if rtype == "Patient" else resource
+    data = patient_fields(resource) if rtype == "Patient" else resource
     try:
         _model(rtype).model_validate(data)
     except ValidationError as exc:

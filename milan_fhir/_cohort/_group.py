@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .._adapters import deferred_fault
 from .._domain import PatientRecord
 
 __all__ = ["gather", "evaluate_patients", "in_cohort", "DUPLICATE_REASON"]
@@ -29,22 +30,50 @@ def in_cohort(record: PatientRecord) -> bool:
     return any(m.location == "liver" for m in record.metastases)
 
 
-def gather(records: dict[str, PatientRecord], facts: Iterable[tuple[Any, str, int, Any]]) -> list[tuple[Any, bytes]]:
+def gather(records: dict[str, PatientRecord], facts: Iterable[tuple[Any, str, int, Any]], *,
+           all_patients: bool) -> list[tuple[Any, bytes]]:
     """Apply ``(adapted, file, line, order key)`` facts, in the order given, to ``records`` (created as needed).
 
-    Returns the duplicates as ``(order key, errors.ndjson line without newline)``, in the order met.
+    A Patient read with its validation deferred (``Adapted.check``: the cohort scans) is validated here, and
+    only for a patient who may be evaluated (every one with ``all_patients``; else one whose facts hold a primary
+    NET or a liver metastasis, :func:`in_cohort`): R4B validation is the costly part of reading a Patient, and
+    most patients of an export are not screened. An invalid copy is an error (as the scan would have reported
+    it; with ``all_patients``, exactly what an eager validation gives), the first valid copy counts, a later one
+    is a duplicate. The Patient of a patient outside the cohort is applied unvalidated: that record is not
+    evaluated; the patient counts as seen even if the Patient would have failed validation.
+
+    Returns the errors (duplicates, deferred invalid Patients) as ``(order key, errors.ndjson line without
+    newline)``, in the order met.
     """
     dups: list[tuple[Any, bytes]] = []
-    for ad, file, line, key in facts:
+    facts = list(facts)
+    screened = None if all_patients else {f[0].patient for f in facts if _cohort_fact(f[0])}
+    for fact in facts:
+        ad = fact[0]
+        if ad.check is not None and (screened is None or ad.patient in screened):
+            fault = deferred_fault(ad)
+            if fault is not None:  # as if the scan had reported it: no record made for it
+                dups.append((fact[3], _error(fact, fault[0], fault[1])))
+                continue
         rec = records.get(ad.patient)
         if rec is None:
             rec = records[ad.patient] = PatientRecord(patient=ad.patient)
         if ad.counted and ad.reference in rec.inputs:
-            err = {"file": file, "line": line, "resource": ad.reference, "field": None, "reason": DUPLICATE_REASON}
-            dups.append((key, orjson.dumps(err)))
+            dups.append((fact[3], _error(fact, None, DUPLICATE_REASON)))
             continue
         ad.apply(rec)
     return dups
+
+
+def _cohort_fact(ad: Any) -> bool:
+    """Whether applying ``ad`` can put its patient in the cohort (:func:`in_cohort`; a superset: a duplicate
+    copy is counted too, which only validates a Patient that need not be)."""
+    return any(name == "primaries" or (name == "metastases" and fact.location == "liver") for name, fact in ad.facts)
+
+
+def _error(fact: tuple[Any, str, int, Any], field: str | None, reason: str) -> bytes:
+    ad, file, line, _key = fact
+    return orjson.dumps({"file": file, "line": line, "resource": ad.reference, "field": field, "reason": reason})
 
 
 def evaluate_patients(records: dict[str, PatientRecord], rules: Any, as_of: dt.date, mappings: Any,

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
+import numpy as np
 import orjson
 
 from .. import _sources
@@ -38,7 +39,7 @@ from ._group import evaluate_patients, gather, in_cohort
 from ._tally import Tally
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
-           "in_cohort", "write_atomic", "chunk_name", "watch_parent"]
+           "in_cohort", "write_atomic", "chunk_name", "watch_parent", "order_key"]
 
 _SETTINGS: dict[tuple[str, ...], Any] = {}
 
@@ -88,8 +89,10 @@ def select_lines(runs: Iterable[Any], prefilter: Any, scan: LineScan) -> Iterato
         buf, start, stop = run
         pos, base = start, scan.lines
         picked = prefilter.lines(buf, start, stop)
+        newline = np.frombuffer(buf, np.uint8, stop - start, start) == 10  # 10 "\n"; line numbers by counting
+        count = np.count_nonzero
         for s, e in picked:
-            base += buf.count(b"\n", pos, s)
+            base += int(count(newline[pos - start:s - start]))
             pos = s
             line = buf[s:e]
             if line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
@@ -103,7 +106,7 @@ def select_lines(runs: Iterable[Any], prefilter: Any, scan: LineScan) -> Iterato
                     scan.fhir = scan.fhir or b'"resourceType"' in line
                     continue
             yield base + 1, line, True
-        scan.lines = base + buf.count(b"\n", pos, stop)
+        scan.lines = base + int(count(newline[pos - start:]))
         if not scan.fhir:  # until one is seen: is any line of this file FHIR at all?
             scan.fhir = _unpicked_type(buf, start, stop, picked)
 
@@ -203,8 +206,14 @@ class ScanResult:
     fhir: bool = True  # some line of the chunk is a FHIR resource (else, for a whole file: reported as not FHIR)
 
 
-def _error(rel: int | None, reason: str, resource: str | None = None, field: str | None = None) -> bytes:
-    return orjson.dumps({"line": rel, "reason": reason, "resource": resource, "field": field}) + b"\n"
+def _error(rel: int | None, seq: int, reason: str, resource: str | None = None, field: str | None = None) -> bytes:
+    return orjson.dumps({"line": rel, "seq": seq, "reason": reason, "resource": resource, "field": field}) + b"\n"
+
+
+def order_key(chunk: int, rel: int, seq: int) -> str:
+    """Where an error or fact of a chunk stands in file order: chunk, line, then the order the scan met it
+    (errors and facts counted together, so that the entries of a one-line Bundle keep their order)."""
+    return f"{chunk:06d}:{rel:012d}:{seq:09d}"
 
 
 def scan_chunk(task: ScanTask) -> ScanResult:
@@ -214,7 +223,7 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     ``_sources.line_resources``, ``_sources.read_document``); only the prefilter comes in between.
     """
     from .._adapters import Located, adapt_resource, full_url_map
-    from .._adapters._guard import printable
+    from .._adapters._guard import printable, shallow_text
     from .._adapters._located import InputProblem
 
     mappings = _mappings(task.mapping_layers)
@@ -223,42 +232,54 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     chunk = task.chunk
     path = chunk.path
     nb = task.buckets
-    sections: list[list[tuple[Any, int]]] = [[] for _ in range(nb)]
+    sections: list[list[tuple[Any, int, int]]] = [[] for _ in range(nb)]
     errors: list[bytes] = []
-    rel = parsed = kept = 0
+    rel = parsed = kept = seq = 0
     fhir = False
 
-    def adapt(obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None) -> None:
+    def error(line_no: int | None, reason: str, resource: str | None = None, field: str | None = None) -> None:
+        nonlocal seq
+        seq += 1
+        errors.append(_error(line_no, seq, reason, resource, field))
+
+    def fact(ad: Any, line_no: int) -> None:
+        nonlocal seq
+        seq += 1
+        sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no, seq))
+
+    def adapt(obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None,
+              shallow: bool = False) -> None:
         nonlocal kept
         try:
-            ad = adapt_resource(obj, mappings, resolve=resolve, located=Located(obj, path, line_no, full_url))
+            ad = adapt_resource(obj, mappings, resolve=resolve, located=Located(obj, path, line_no, full_url),
+                                defer_patient=True, shallow=shallow)
         except InputError as exc:
-            errors.append(_error(line_no, exc.reason, exc.resource, exc.field))
+            error(line_no, exc.reason, exc.resource, exc.field)
             ad = getattr(exc, "adapted", None)  # an invalid resource of a criterion's kind still caps it (v2 §6)
             if ad is not None:
-                sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no))
+                fact(ad, line_no)
             return
         except Exception as exc:  # noqa: BLE001 - one resource must not stop a cohort run; reported, not silent
             key = _key(obj)
-            errors.append(_error(line_no, f"could not be read because of an internal error ({type(exc).__name__}: "
-                                          f"{printable(str(exc), 200)}); please report it", key and printable(key)))
+            error(line_no, f"could not be read because of an internal error ({type(exc).__name__}: "
+                           f"{printable(str(exc), 200)}); please report it", key and printable(key))
             return
         if ad is None:
             return
         kept += 1
-        sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no))
+        fact(ad, line_no)
 
-    def adapt_all(located: list[Any], problems: list[Any]) -> None:
+    def adapt_all(located: list[Any], problems: list[Any], shallow: bool = False) -> None:
         nonlocal fhir
         fhir = fhir or bool(located)
         for p in problems:
-            errors.append(_error(p.line, p.reason, p.resource, p.field))
+            error(p.line, p.reason, p.resource, p.field)
         if len(located) == 1 and located[0].full_url is None:
-            adapt(located[0].resource, located[0].line)
+            adapt(located[0].resource, located[0].line, shallow=shallow)
             return
         urls = full_url_map(located)  # the entries of one Bundle resolve each other's fullUrl
         for loc in located:
-            adapt(loc.resource, loc.line, urls, loc.full_url)
+            adapt(loc.resource, loc.line, urls, loc.full_url, shallow)
 
     try:
         if chunk.kind == "document":
@@ -266,7 +287,7 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             try:
                 located = list(_sources.read_document(Path(path), problems, limits, gz=chunk.gz))
             except InputError as exc:
-                errors.append(_error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field))
+                error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field)
                 located = []
             parsed = len(located)
             rel = max((loc.line or 0 for loc in located), default=0)
@@ -278,12 +299,13 @@ def scan_chunk(task: ScanTask) -> ScanResult:
                 for number, line, wanted in select_lines(_runs(chunk, limits), prefilter, scan):
                     parsed += wanted
                     problems = []
-                    adapt_all(list(_sources.line_resources(line, path, number, problems, limits)), problems)
+                    adapt_all(list(_sources.line_resources(line, path, number, problems, limits)), problems,
+                              type(line) is bytes and shallow_text(line))  # else an Oversize stand-in
             finally:
                 rel = scan.lines
                 fhir = fhir or scan.fhir
     except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
-        errors.append(_error(rel + 1, f"the file cannot be read further: {exc.reason}"))
+        error(rel + 1, f"the file cannot be read further: {exc.reason}")
 
     wd = Path(task.workdir)
     name = chunk_name(chunk.index)
@@ -342,7 +364,7 @@ def bucket_name(bucket: int) -> str:
     return f"b{bucket:05d}"
 
 
-def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int], list[tuple[Any, int]]]]:
+def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int], list[tuple[Any, int, int]]]]:
     wd = Path(task.workdir)
     for meta, (offset, length) in zip(task.chunks, task.sections):
         if not length:
@@ -357,8 +379,9 @@ def evaluate_bucket(task: BucketTask) -> BucketResult:
     mappings = _mappings(task.mapping_layers)
     rules = mappings.rule_set(task.rule_set)
     records: dict[str, PatientRecord] = {}
-    dup_errors = gather(records, ((ad, file, line0 + rel, f"{ci:06d}:{rel:012d}")
-                                  for (ci, file, line0), section in _sections(task) for ad, rel in section))
+    dup_errors = gather(records, ((ad, file, line0 + rel, order_key(ci, rel, seq))
+                                  for (ci, file, line0), section in _sections(task) for ad, rel, seq in section),
+                        all_patients=task.all_patients)
     tally = Tally()
     results: list[bytes] = []
     ras: list[bytes] = []

@@ -141,7 +141,8 @@ class _Split:
         from ..errors import InputError
 
         try:
-            ad = adapt_resource(obj, self.mappings, resolve=resolve, located=Located(obj, self.path, line_no, full_url))
+            ad = adapt_resource(obj, self.mappings, resolve=resolve, located=Located(obj, self.path, line_no, full_url),
+                                defer_patient=True)
         except InputError as exc:
             self._error(line_no, exc.reason, exc.resource, exc.field)
             ad = getattr(exc, "adapted", None)  # an invalid resource of a criterion's kind still caps it (v2 §6)
@@ -283,12 +284,12 @@ def evaluate_partition(batches: Iterator[Any], settings: Settings) -> Iterator[A
             yield patient, group  # type: ignore[misc]
 
     for _patient, group in patient_facts():
-        seen += 1
         records: dict[str, PatientRecord] = {}
         facts = ((pickle.loads(payload), settings.files[rank], rel, (rank, start, rel, seq))
                  for _, rank, start, seq, rel, payload in group)
-        for (rank, start, rel, seq), err in gather(records, facts):
+        for (rank, start, rel, seq), err in gather(records, facts, all_patients=settings.all_patients):
             out.add(DUPLICATE, None, None, None, None, None, rank, start, rel, seq, err)
+        seen += len(records)  # 0 when the only fact was a Patient that failed its deferred validation
         for patient, ev, result, ra in evaluate_patients(records, rules, settings.as_of, mappings,
                                                          settings.all_patients):
             tally.add_evaluation(ev)
