@@ -139,3 +139,16 @@ def test_errors_keep_the_order_of_a_one_line_bundle(tmp_path):
     zz = [e for e in _lines(tmp_path / "out" / "errors.ndjson") if "zz" in (e["resource"] or "")]
     assert [e["resource"] for e in zz] == ["Patient/zz", "Observation/zz-ki67"]
     assert zz == [p for p in problems if "zz" in (p["resource"] or "")]
+
+
+def test_scan_spills_facts_in_frames_same_outputs(damaged, tmp_path, monkeypatch):
+    """A chunk's facts are written out in frames when many are held (bounded memory): the outputs do not change."""
+    from milan_fhir._cohort import _work
+
+    export, _who = damaged
+    run_cohort(export, tmp_path / "whole", as_of=AS_OF, workers=1, all_patients=True)
+    monkeypatch.setattr(_work, "_SPILL_FACTS", 3)
+    run_cohort(export, tmp_path / "framed", as_of=AS_OF, workers=1, all_patients=True)
+    for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson"):
+        assert (tmp_path / "framed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert (tmp_path / "framed" / "errors.ndjson").read_bytes()  # the damaged Patients are in it

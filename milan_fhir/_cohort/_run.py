@@ -70,7 +70,7 @@ _MAX_BUCKETS = 256
 _MAX_CHUNK_BYTES = 512 << 20
 #: chunks a large export is cut into: enough to keep 8 workers busy to the end, few enough that creating the
 #: three work files of each (about 0.5 ms apiece on a VM's disk) stays negligible
-_TARGET_CHUNKS = 512
+_TARGET_CHUNKS = 64
 
 
 def _buckets_for(total_bytes: int) -> int:

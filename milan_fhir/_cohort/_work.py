@@ -12,7 +12,8 @@ of a duplicated resource wins whatever the number of workers), build each patien
 evaluate the patients of the cohort and write their JSON line and RiskAssessment into part files sorted by
 patient; return the bucket's :class:`Tally`.
 
-Memory: one read block of a chunk (8 MB) and the facts of one bucket at a time, whatever the input size.
+Memory: one read block of a chunk (8 MB), at most ``_SPILL_FACTS`` facts of the scan (then written out as one
+frame per bucket) and the facts of one bucket at a time, whatever the input size.
 Every file of the work folder is written to a temporary name and renamed when complete, so a run that stops
 half-way leaves only complete pieces behind (which ``--resume`` reuses).
 """
@@ -37,6 +38,10 @@ from ..errors import InputError
 from ._files import Chunk
 from ._group import evaluate_patients, gather, in_cohort
 from ._tally import Tally
+
+#: facts a chunk's scan holds in memory before writing them out: memory stays bounded whatever the chunk size
+#: (a chunk of Patient lines keeps every line)
+_SPILL_FACTS = 20_000
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
            "in_cohort", "write_atomic", "chunk_name", "watch_parent", "order_key"]
@@ -234,7 +239,8 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     nb = task.buckets
     sections: list[list[tuple[Any, int, int]]] = [[] for _ in range(nb)]
     errors: list[bytes] = []
-    rel = parsed = kept = seq = 0
+    rel = parsed = kept = seq = held = 0
+    frames: list[list[tuple[int, int]]] = [[] for _ in range(nb)]  # (offset, length) of each bucket's frames
     fhir = False
 
     def error(line_no: int | None, reason: str, resource: str | None = None, field: str | None = None) -> None:
@@ -243,9 +249,23 @@ def scan_chunk(task: ScanTask) -> ScanResult:
         errors.append(_error(line_no, seq, reason, resource, field))
 
     def fact(ad: Any, line_no: int) -> None:
-        nonlocal seq
+        nonlocal seq, held
         seq += 1
         sections[zlib.crc32(ad.patient.encode("utf-8")) % nb].append((ad, line_no, seq))
+        held += 1
+        if held >= _SPILL_FACTS:
+            spill()
+
+    def spill() -> None:
+        """Write the facts held so far, one frame per bucket, to the chunk's facts file."""
+        nonlocal held
+        for b, section in enumerate(sections):
+            if section:
+                start = facts.tell()
+                pickle.dump(section, facts, protocol=pickle.HIGHEST_PROTOCOL)
+                frames[b].append((start, facts.tell() - start))
+                sections[b] = []
+        held = 0
 
     def adapt(obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None,
               shallow: bool = False) -> None:
@@ -281,52 +301,48 @@ def scan_chunk(task: ScanTask) -> ScanResult:
         for loc in located:
             adapt(loc.resource, loc.line, urls, loc.full_url, shallow)
 
-    try:
-        if chunk.kind == "document":
-            problems: list[InputProblem] = []
-            try:
-                located = list(_sources.read_document(Path(path), problems, limits, gz=chunk.gz))
-            except InputError as exc:
-                error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field)
-                located = []
-            parsed = len(located)
-            rel = max((loc.line or 0 for loc in located), default=0)
-            adapt_all(located, problems)
-            fhir = True  # a document that is not FHIR was reported above
-        else:
-            scan = LineScan()
-            try:
-                for number, line, wanted in select_lines(_runs(chunk, limits), prefilter, scan):
-                    parsed += wanted
-                    problems = []
-                    adapt_all(list(_sources.line_resources(line, path, number, problems, limits)), problems,
-                              type(line) is bytes and shallow_text(line))  # else an Oversize stand-in
-            finally:
-                rel = scan.lines
-                fhir = fhir or scan.fhir
-    except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
-        error(rel + 1, f"the file cannot be read further: {exc.reason}")
+    from .._sink import atomic_open
 
     wd = Path(task.workdir)
     name = chunk_name(chunk.index)
-    index: list[tuple[int, int]] = []
-    from .._sink import atomic_open
+    with atomic_open(wd / f"{name}.facts", durable=False) as facts:
+        try:
+            if chunk.kind == "document":
+                problems: list[InputProblem] = []
+                try:
+                    located = list(_sources.read_document(Path(path), problems, limits, gz=chunk.gz))
+                except InputError as exc:
+                    error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field)
+                    located = []
+                parsed = len(located)
+                rel = max((loc.line or 0 for loc in located), default=0)
+                adapt_all(located, problems)
+                fhir = True  # a document that is not FHIR was reported above
+            else:
+                scan = LineScan()
+                try:
+                    for number, line, wanted in select_lines(_runs(chunk, limits), prefilter, scan):
+                        parsed += wanted
+                        problems = []
+                        adapt_all(list(_sources.line_resources(line, path, number, problems, limits)), problems,
+                                  type(line) is bytes and shallow_text(line))  # else an Oversize stand-in
+                finally:
+                    rel = scan.lines
+                    fhir = fhir or scan.fhir
+        except InputError as exc:  # a damaged gzip file: what was read counts, the rest is reported
+            error(rel + 1, f"the file cannot be read further: {exc.reason}")
 
-    with atomic_open(wd / f"{name}.facts", durable=False) as fh:
-        for section in sections:
-            start = fh.tell()
-            if section:
-                pickle.dump(section, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            index.append((start, fh.tell() - start))
+        spill()
+    index = [tuple(f) for f in frames]
     write_atomic(wd / f"{name}.errors", b"".join(errors))
     result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes, fhir)
     write_atomic(wd / f"{name}.done", pickle.dumps((result, index)))
     return result
 
 
-def read_scan_result(workdir: Path, index: int) -> tuple[ScanResult, list[tuple[int, int]]] | None:
+def read_scan_result(workdir: Path, index: int) -> tuple[ScanResult, list[tuple[tuple[int, int], ...]]] | None:
     try:
-        scanned: tuple[ScanResult, list[tuple[int, int]]] = pickle.loads((workdir / f"{chunk_name(index)}.done").read_bytes())
+        scanned: tuple[ScanResult, list[tuple[tuple[int, int], ...]]] = pickle.loads((workdir / f"{chunk_name(index)}.done").read_bytes())
         return scanned
     except (OSError, pickle.UnpicklingError, EOFError):
         return None
@@ -344,7 +360,7 @@ class BucketTask:
     bucket: int
     workdir: str
     chunks: tuple[tuple[int, str, int], ...]  # (chunk index, file, lines of the file before the chunk)
-    sections: tuple[tuple[int, int], ...]  # (offset, length) of this bucket's section in each chunk's facts
+    sections: tuple[tuple[tuple[int, int], ...], ...]  # per chunk: (offset, length) of this bucket's frames
     as_of: dt.date
     rule_set: str | None
     mapping_layers: tuple[str, ...]
@@ -366,12 +382,13 @@ def bucket_name(bucket: int) -> str:
 
 def _sections(task: BucketTask) -> Iterator[tuple[tuple[int, str, int], list[tuple[Any, int, int]]]]:
     wd = Path(task.workdir)
-    for meta, (offset, length) in zip(task.chunks, task.sections):
-        if not length:
+    for meta, frames in zip(task.chunks, task.sections):
+        if not frames:
             continue
         with open(wd / f"{chunk_name(meta[0])}.facts", "rb") as fh:
-            fh.seek(offset)
-            yield meta, pickle.loads(fh.read(length))
+            for offset, length in frames:
+                fh.seek(offset)
+                yield meta, pickle.loads(fh.read(length))
 
 
 def evaluate_bucket(task: BucketTask) -> BucketResult:
