@@ -41,7 +41,7 @@ from ._tally import Tally
 
 #: facts a chunk's scan holds in memory before writing them out: memory stays bounded whatever the chunk size
 #: (a chunk of Patient lines keeps every line)
-_SPILL_FACTS = 20_000
+_SPILL_FACTS = 4_000  # about 3 KB each in memory (a Patient's facts)
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
            "in_cohort", "write_atomic", "chunk_name", "watch_parent", "order_key"]
