@@ -5,6 +5,7 @@
     ├── InputError                    input (file, Bundle, NDJSON line, resource) cannot be read
     │   └── ResourceError             one resource is invalid (it is reported and skipped, never fatal)
     ├── RuleSetError                  an unknown rule set was asked for
+    ├── ConfigurationError            a setting (an environment variable) holds a value that cannot be used
     └── FhirServerError               a FHIR server answered with an error (carries the OperationOutcome)
         ├── FhirConnectionError       the server could not be reached (after retries)
         ├── FhirAuthError             401 / 403
@@ -33,6 +34,7 @@ __all__ = [
     "InputError",
     "ResourceError",
     "RuleSetError",
+    "ConfigurationError",
     "FhirServerError",
     "FhirConnectionError",
     "FhirAuthError",
@@ -94,6 +96,10 @@ class ResourceError(InputError):
 
 class RuleSetError(MilanFhirError):
     """An unknown rule set was asked for."""
+
+
+class ConfigurationError(MilanFhirError):
+    """A setting holds a value that cannot be used (``MILAN_FHIR_RETRIES=three``): named, never ignored."""
 
 
 class FhirServerError(MilanFhirError):

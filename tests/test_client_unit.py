@@ -166,6 +166,18 @@ def test_the_environment_sets_the_count_and_the_default_is_three(serve, sleeps, 
         assert c.retries == 3
 
 
+@pytest.mark.parametrize("raw", ["three", "-1", "1.5", "2x"])
+def test_an_unusable_retry_count_in_the_environment_is_an_error(raw, monkeypatch):
+    from milan_fhir.errors import ConfigurationError, MilanFhirError
+
+    monkeypatch.setenv("MILAN_FHIR_RETRIES", raw)
+    with pytest.raises(ConfigurationError, match="MILAN_FHIR_RETRIES") as info:
+        FhirClient("http://127.0.0.1:9/fhir")
+    assert raw in str(info.value) and isinstance(info.value, MilanFhirError)
+    with FhirClient("http://127.0.0.1:9/fhir", retries=1) as c:  # an explicit count never reads it
+        assert c.retries == 1
+
+
 def test_dropped_connection_retried_for_a_read(serve, sleeps):
     answers = iter(["drop", (200, {}, PATIENT)])
     s = serve(lambda *a: next(answers))

@@ -65,9 +65,14 @@ def retries_from_env(default: int) -> int:
     if raw is None or raw.strip() == "":
         return default
     try:
-        return max(0, int(raw))
+        value = int(raw)
     except ValueError:
-        return default
+        value = -1
+    if value < 0:
+        raise _errors.ConfigurationError(f"MILAN_FHIR_RETRIES must be a whole number of retries, 0 or more "
+                                         f"(found {_errors.printable(raw[:40])!r}); unset it for the default "
+                                         f"of {default}")
+    return value
 
 
 def make_retry(retries: int, *, idempotent: bool, backoff: float = 0.5) -> Retry:
