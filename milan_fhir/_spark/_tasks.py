@@ -112,7 +112,8 @@ class _Split:
         self.frame = settings.frame
         self.path = settings.files[rank]
         self.mappings = settings.mappings
-        self.wants = _prefilter(settings).wants
+        self.prefilter = _prefilter(settings)
+        self.wants = self.prefilter.wants
         from .. import _sources
 
         self.limits = _sources.Limits(max_line_bytes=settings.max_line_bytes)
@@ -120,6 +121,9 @@ class _Split:
         self.clean_line, self.line_resources, self.oversize = _sources.clean_line, _sources.line_resources, _sources.Oversize
         self.rel = self.parsed = self.kept = self.seq = self.lines = 0
         self.fhir = False
+        from .._cohort._work import LineScan
+
+        self.scan = LineScan()  # the bulk path's line count and FHIR flag (:meth:`runs`)
 
     def move(self, start: int) -> None:
         """A DataFrame of lines: the next row is line ``start + 1`` of the same file (its own one-line split)."""
@@ -135,14 +139,15 @@ class _Split:
     def _fact(self, ad: Any, rel: int) -> None:
         self._emit(FACT, rel, ad.patient, pickle.dumps(ad, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def _adapt(self, obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None) -> None:
+    def _adapt(self, obj: dict[str, Any], line_no: int, resolve: Any = None, full_url: str | None = None,
+               shallow: bool = False) -> None:
         from .._adapters import Located, adapt_resource
         from .._adapters._guard import printable
         from ..errors import InputError
 
         try:
             ad = adapt_resource(obj, self.mappings, resolve=resolve, located=Located(obj, self.path, line_no, full_url),
-                                defer_patient=True)
+                                defer_patient=True, shallow=shallow)
         except InputError as exc:
             self._error(line_no, exc.reason, exc.resource, exc.field)
             ad = getattr(exc, "adapted", None)  # an invalid resource of a criterion's kind still caps it (v2 §6)
@@ -159,20 +164,41 @@ class _Split:
         self.kept += 1
         self._fact(ad, line_no)
 
-    def _adapt_all(self, located: list[Any], problems: list[Any]) -> None:
+    def _adapt_all(self, located: list[Any], problems: list[Any], shallow: bool = False) -> None:
         from .._adapters import full_url_map
 
         self.fhir = self.fhir or bool(located)
         for p in problems:
             self._error(p.line, p.reason, p.resource, p.field)
         if len(located) == 1 and located[0].full_url is None:
-            self._adapt(located[0].resource, located[0].line)
+            self._adapt(located[0].resource, located[0].line, shallow=shallow)
             return
         urls = full_url_map(located)  # the entries of one Bundle resolve each other's fullUrl
         for loc in located:
-            self._adapt(loc.resource, loc.line, urls, loc.full_url)
+            self._adapt(loc.resource, loc.line, urls, loc.full_url, shallow)
+
+    def runs(self, runs: list[Any]) -> None:
+        """The next lines of the split as the local engine's runs (``(buf, start, stop)`` of whole lines, or an
+        ``Oversize`` stand-in): one prefilter search per run (``_cohort._work.select_lines``, the local scan's
+        own function); only the lines it picks are touched in Python."""
+        from .._adapters._guard import shallow_text
+        from .._cohort._work import select_lines
+
+        scan = self.scan
+        scan.lines = self.rel
+        for number, line, wanted in select_lines(runs, self.prefilter, scan):
+            self.parsed += wanted
+            problems: list[Any] = []
+            self._adapt_all(list(self.line_resources(line, self.path, number, problems, self.limits)), problems,
+                            type(line) is bytes and shallow_text(line))  # else an Oversize stand-in
+        self.lines += scan.lines - self.rel
+        self.rel = scan.lines
+        self.fhir = self.fhir or scan.fhir
 
     def line(self, line: bytes) -> None:
+        """The next line of the split, read on its own (a DataFrame's row; the reference of :meth:`runs`)."""
+        from .._adapters._guard import shallow_text
+
         self.rel += 1
         self.lines += 1
         rel = self.rel
@@ -185,7 +211,8 @@ class _Split:
                     return
             if type(line) is not bytes or line[0] != 123 or line[-1] != 125:
                 problems: list[Any] = []
-                self._adapt_all(list(self.line_resources(line, self.path, rel, problems, self.limits)), problems)
+                self._adapt_all(list(self.line_resources(line, self.path, rel, problems, self.limits)), problems,
+                                type(line) is bytes and shallow_text(line))
                 return
         if not self.wants(line):
             if not self.fhir:
@@ -193,7 +220,8 @@ class _Split:
             return
         self.parsed += 1
         problems = []
-        self._adapt_all(list(self.line_resources(line, self.path, rel, problems, self.limits)), problems)
+        self._adapt_all(list(self.line_resources(line, self.path, rel, problems, self.limits)), problems,
+                        shallow_text(line))
 
     def close(self) -> None:
         """The split's count row (a DataFrame of lines: one per file and partition, ``start`` -1)."""
@@ -223,17 +251,73 @@ def rank_of(name: str, settings: Settings) -> int:
     return rank
 
 
-def scan_partition(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
-    """``mapInArrow`` over ``(file, start, value)`` batches: facts, errors and one count row per split."""
+def _bulk_runs(values: Any, max_line: int) -> list[Any] | None:
+    """The rows of ``values`` (an Arrow binary array: lines without their newline) as the local engine's runs:
+    the lines joined by newlines in one buffer (Arrow's ``binary_join``), an ``Oversize`` stand-in for each line
+    over the limit. None when a value holds a newline itself (then the rows are read one by one)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    from .._sources import Oversize
+
+    values = pc.fill_null(values, b"")
+    n = len(values)
+    lengths = pc.binary_length(values).to_numpy(zero_copy_only=False)
+    over = np.flatnonzero(lengths > max_line).tolist()
+    runs: list[Any] = []
+    lo = 0
+    for cut in [*over, n]:
+        if cut > lo:
+            part = values.slice(lo, cut - lo)
+            joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, cut - lo], pa.int32()), part), b"\n")
+            buf = joined[0].as_py() + b"\n"
+            if buf.count(b"\n") != cut - lo:
+                return None
+            runs.append((buf, 0, len(buf)))
+        if cut < n:
+            runs.append(Oversize(int(lengths[cut])))
+        lo = cut + 1
+    return runs
+
+
+def scan_partition(batches: Iterator[Any], settings: Settings, *, bulk: bool = True) -> Iterator[Any]:
+    """``mapInArrow`` over ``(file, start, value)`` batches: facts, errors and one count row per split.
+
+    The rows of one split that arrive together are screened as one buffer (:func:`_bulk_runs`, then the local
+    engine's ``select_lines``); a DataFrame of lines, a value holding a newline, or ``bulk=False`` (the tests'
+    reference), row by row."""
+    import numpy as np
+
     out = _Out(SCAN_SCHEMA)
     splits: dict[tuple[int, int], _Split] = {}
     current: _Split | None = None
     for batch in batches:
         # the file column, dictionary-encoded: one rank lookup per distinct name, not per row
         names = batch.column("file").dictionary_encode()
-        by_index = [rank_of(n, settings) for n in names.dictionary.to_pylist()]
-        ranks = [by_index[i] for i in names.indices.to_pylist()]
-        starts = batch.column("start").to_pylist()
+        by_index = np.array([rank_of(n, settings) for n in names.dictionary.to_pylist()], dtype=np.int64)
+        rank_col = by_index[names.indices.to_numpy(zero_copy_only=False)] if len(by_index) else np.zeros(0, np.int64)
+        start_col = batch.column("start").to_numpy(zero_copy_only=False)
+        if not settings.frame and batch.num_rows:
+            cuts = np.flatnonzero((rank_col[1:] != rank_col[:-1]) | (start_col[1:] != start_col[:-1])) + 1
+            bounds = [0, *cuts.tolist(), batch.num_rows]
+            column = batch.column("value")
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                rank, start = int(rank_col[a]), int(start_col[a])
+                split = splits.get((rank, start))
+                if split is None:
+                    split = splits[(rank, start)] = _Split(rank, start, settings, out)
+                runs = _bulk_runs(column.slice(a, b - a), split.max_line) if bulk else None
+                if runs is not None:
+                    split.runs(runs)
+                    continue
+                for value in column.slice(a, b - a).to_pylist():  # a value holding a newline: row by row
+                    split.line(value if value is not None else b"")
+            if len(out) >= _BATCH:
+                yield from out.flush()
+            continue
+        ranks = rank_col.tolist()
+        starts = start_col.tolist()
         values = batch.column("value").to_pylist()
         for rank, start, value in zip(ranks, starts, values):
             if not settings.frame and current is not None and current.start == start and current.rank == rank:
