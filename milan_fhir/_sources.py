@@ -49,7 +49,7 @@ FHIR_SUFFIXES = (".json", ".ndjson", ".jsonl", ".json.gz", ".ndjson.gz", ".jsonl
 _NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
-_BLOCK = 8 << 20
+_BLOCK = 4 << 20
 _SNIFF_BYTES = 64 << 10
 
 

@@ -92,28 +92,38 @@ def select_lines(runs: Iterable[Any], prefilter: Any, scan: LineScan) -> Iterato
             yield scan.lines, run, False
             continue
         buf, start, stop = run
-        pos, base = start, scan.lines
+        base = scan.lines
         picked = prefilter.lines(buf, start, stop)
-        newline = np.frombuffer(buf, np.uint8, stop - start, start) == 10  # 10 "\n"; line numbers by counting
-        count = np.count_nonzero
-        for s, e in picked:
-            base += int(count(newline[pos - start:s - start]))
-            pos = s
+        newlines = _newlines(buf, start, stop)
+        before = np.searchsorted(newlines, [s for s, _e in picked]).tolist()  # line numbers by counting
+        for (s, e), n in zip(picked, before):
             line = buf[s:e]
             if line[0] != 123 or line[-1] != 125:  # 123 "{", 125 "}"
                 line = _sources.clean_line(line)
                 if not line:
                     continue
                 if line[0] != 123 or line[-1] != 125:  # not one JSON object on one line
-                    yield base + 1, line, False
+                    yield base + n + 1, line, False
                     continue
                 if not prefilter.wants(line):
                     scan.fhir = scan.fhir or b'"resourceType"' in line
                     continue
-            yield base + 1, line, True
-        scan.lines = base + int(count(newline[pos - start:]))
+            yield base + n + 1, line, True
+        scan.lines = base + len(newlines)
         if not scan.fhir:  # until one is seen: is any line of this file FHIR at all?
             scan.fhir = _unpicked_type(buf, start, stop, picked)
+
+
+_WINDOW = 1 << 20  # bytes searched for newlines at a time (a window's temporary array, not the run's)
+
+
+def _newlines(buf: bytes, start: int, stop: int) -> Any:
+    """The offsets of the newlines of ``buf[start:stop]``, increasing (a numpy array)."""
+    parts = []
+    for lo in range(start, stop, _WINDOW):
+        hi = min(stop, lo + _WINDOW)
+        parts.append(np.flatnonzero(np.frombuffer(buf, np.uint8, hi - lo, lo) == 10) + lo)  # 10 "\n"
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def _unpicked_type(buf: bytes, start: int, stop: int, picked: list[tuple[int, int]]) -> bool:
