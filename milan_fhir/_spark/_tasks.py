@@ -2,9 +2,10 @@
 
 Scan (:func:`scan_partition`): the rows of a partition are the lines of one or more file splits, each split in
 its file's order, as ``(file_rank, start, value)``: the file's rank in the input order, the byte offset of the
-split (``input_file_block_start``) and the line's bytes. Each line goes through exactly what the local engine's
-scan does with it (``milan_fhir._cohort._work.scan_chunk``): the cheap one-object check, the shared line reader
-(``_sources.clean_line`` / ``line_resources``), :class:`RawPrefilter`, ``adapt_resource``. Out come compact facts
+split (``input_file_block_start``) and the line's bytes. The lines of a split in a batch are joined into one
+buffer and go through what the local engine's scan does with its blocks (``milan_fhir._cohort._work``:
+``select_lines``, i.e. :class:`RawPrefilter` over the buffer, then the shared line reader ``_sources.line_resources``
+and ``adapt_resource`` for the lines it picks). Out come compact facts
 (the pickled :class:`Adapted`, keyed by patient), errors, and one count row per split, each with its place
 ``(file_rank, start, seq)`` and the line's number in its split (``rel``): the driver adds the lines of the
 earlier splits of the same file to get the line number in the file, as the local engine does per chunk.
