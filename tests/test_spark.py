@@ -166,6 +166,49 @@ def test_messy_export_and_partitionings_agree(spark, messy_export, tmp_path):
         assert result.patients == local.patients > 0
 
 
+def test_local_files_read_by_the_executors_in_byte_ranges(spark, messy_export, tmp_path):
+    """A local folder is cut into the local engine's byte ranges (one per scan partition, the size Spark's own
+    split rule gives), read by the executors themselves; a gzip file damaged mid-way keeps what was read and
+    reports the rest at the line after it, as the local engine does."""
+    from milan_fhir import spark as ms
+    from milan_fhir._spark._engine import plan_screen
+
+    src = tmp_path / "src"
+    shutil.copytree(messy_export, src)
+    data = gzip.compress(b"".join(orjson.dumps({"resourceType": "Basic", "id": f"b{i}"}) + b"\n" for i in range(5000)))
+    (src / "Basic.ndjson.gz").write_bytes(data[: len(data) // 2])  # cut: the gzip stream ends early
+    local_cohort(src, tmp_path / "local", as_of=AS_OF, workers=1)
+    errors = (tmp_path / "local" / "errors.ndjson").read_bytes()
+    assert b"cannot be read further" in errors
+    with _conf(spark, spark_sql_files_maxPartitionBytes="65536", spark_sql_files_openCostInBytes="0"):
+        scr = plan_screen(spark, src, as_of=AS_OF)
+        chunks = scr.settings.chunks
+        assert len(chunks) > len(scr.files) and scr.scan.rdd.getNumPartitions() == len(chunks)
+        assert all(end == -1 or end - start <= 65536 + 4096 for _, _, start, end, _ in chunks)
+        ms.run_cohort(spark, src, tmp_path / "spark", as_of=AS_OF, partitions=2)
+    assert_same(tmp_path / "local", tmp_path / "spark")
+
+
+def test_a_glob_is_read_by_spark_text_source(spark, messy_export, tmp_path):
+    """A glob (as for object storage) goes through Spark's own text source, not the byte ranges: the same
+    results, RiskAssessments and error lines as the local engine (files named by their URIs)."""
+    from milan_fhir import spark as ms
+    from milan_fhir._spark._engine import plan_screen
+
+    local_cohort(messy_export, tmp_path / "local", as_of=AS_OF, workers=1)
+    glob = str(messy_export) + "/*.ndjson*"
+    assert plan_screen(spark, glob, as_of=AS_OF).settings.chunks == ()
+    ms.run_cohort(spark, glob, tmp_path / "spark", as_of=AS_OF)
+    for name in ("results.ndjson", "risk-assessments.ndjson"):
+        assert (tmp_path / "spark" / name).read_bytes() == (tmp_path / "local" / name).read_bytes(), name
+
+    def errors(out: Path) -> list[tuple]:
+        rows = [orjson.loads(ln) for ln in (out / "errors.ndjson").read_bytes().splitlines()]
+        return [(Path(e["file"].removeprefix("file:")).name, e["line"], e["reason"]) for e in rows]
+
+    assert errors(tmp_path / "spark") == errors(tmp_path / "local") and len(errors(tmp_path / "local")) >= 6
+
+
 def test_screen_dataframe_and_parquet(spark, messy_export, tmp_path):
     from milan_fhir import spark as ms
 

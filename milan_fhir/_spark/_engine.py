@@ -79,13 +79,17 @@ class Screen:
                         F.col("risk_assessment").cast("string").alias("risk_assessment")))
 
 
-def _read_files(spark: Any, source: str, layers: Any) -> tuple[Any, list[str], list[str], list[tuple[str, str]]]:
-    """(lines DataFrame with file URIs, normalised names per rank, display names per rank, skipped files)."""
+def _read_files(spark: Any, source: str, layers: Any
+                ) -> tuple[Any, list[str], list[str], list[tuple[str, str]], tuple[tuple[int, str, int, int, bool], ...]]:
+    """(scan input, normalised names per rank, display names per rank, skipped files, byte ranges).
+
+    A local folder or file: the byte ranges the executors read themselves (the scan input is then
+    ``spark.range`` over them, one range per partition); anything else: Spark's text source (lines with their
+    file URI and split offset), and no byte ranges."""
     from pyspark.sql import functions as F
 
-    reader = spark.read.option("lineSep", "\n")
     if _is_local(source):
-        from .._cohort._files import find_files
+        from .._cohort._files import find_files, plan_chunks
 
         if urlparse(source).scheme == "file":
             source = unquote(urlparse(source).path)
@@ -94,26 +98,42 @@ def _read_files(spark: Any, source: str, layers: Any) -> tuple[Any, list[str], l
             if f.kind != "lines":
                 skipped.append((f.path, "a whole-file JSON document: the Spark engine reads NDJSON lines only; use "
                                         "the local engine for it"))
-            elif f.gz and not f.path.endswith(".gz"):
-                skipped.append((f.path, "gzip-compressed without a .gz name: Spark decompresses by name; rename it"))
-        files = [f for f in found if f.kind == "lines" and (f.path.endswith(".gz") or not f.gz)]
-        display = [f.path for f in files]
-        names = [_norm(str(Path(f.path).resolve())) for f in files]
+        files = [f for f in found if f.kind == "lines"]
         if not files:
             from ..errors import InputError
 
             raise InputError("holds no NDJSON files the Spark engine can read", file=source)
-        df = reader.text([Path(f.path).resolve().as_uri() for f in files])
-    else:
-        is_glob = any(c in source for c in "*?[{")
-        df = (reader.text(source) if is_glob else reader.option("pathGlobFilter", NAME_GLOB).text(source))
-        uris = sorted(df.inputFiles(), key=_norm)
-        names = [_norm(u) for u in uris]
-        display = list(uris)
-        skipped = []
+        display = [f.path for f in files]
+        names = [_norm(str(Path(f.path).resolve())) for f in files]
+        rank = {f.path: i for i, f in enumerate(files)}
+        planned = plan_chunks(files, _split_bytes(spark, sum(f.size for f in files)))
+        planned.sort(key=lambda c: (-c.cost, c.index))  # the costliest first: Spark starts tasks in this order
+        chunks = tuple((rank[c.path], names[rank[c.path]], c.start, c.end, c.gz) for c in planned)
+        return spark.range(0, len(chunks), 1, max(1, len(chunks))), names, display, skipped, chunks
+    reader = spark.read.option("lineSep", "\n")
+    is_glob = any(c in source for c in "*?[{")
+    df = (reader.text(source) if is_glob else reader.option("pathGlobFilter", NAME_GLOB).text(source))
+    uris = sorted(df.inputFiles(), key=_norm)
     lines = df.select(F.input_file_name().alias("file"), F.input_file_block_start().alias("start"),
                       F.col("value").cast("binary").alias("value"))
-    return lines, names, display, skipped
+    return lines, [_norm(u) for u in uris], list(uris), [], ()
+
+
+def _split_bytes(spark: Any, total: int) -> int:
+    """The size of the byte ranges of a local scan, by Spark's own rule for file splits:
+    ``min(spark.sql.files.maxPartitionBytes, max(spark.sql.files.openCostInBytes, total / parallelism))``."""
+    import re
+
+    def size(key: str, default: str) -> int:
+        v = str(spark.conf.get(key, default))
+        m = re.fullmatch(r"\s*(\d+)\s*([kmgtp]?)i?b?\s*", v, re.IGNORECASE)
+        if m is None:
+            return int(default[:-1]) << 20
+        return int(m.group(1)) << (10 * " kmgtp".index(m.group(2).lower() or " "))
+
+    most = size("spark.sql.files.maxPartitionBytes", "128m")
+    open_cost = size("spark.sql.files.openCostInBytes", "4m")
+    return max(1, min(most, max(open_cost, total // max(1, spark.sparkContext.defaultParallelism))))
 
 
 def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_set: str | None = None,
@@ -132,20 +152,21 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
 
     limits = Limits.from_env()
     frame = not isinstance(source, (str, os.PathLike))
+    chunks: tuple[tuple[int, str, int, int, bool], ...] = ()
     if not frame:
-        lines, names, display, skipped = _read_files(spark, os.fspath(source), layers)
+        lines, names, display, skipped, chunks = _read_files(spark, os.fspath(source), layers)
     else:  # a DataFrame of lines
         lines, display = _frame_lines(source)
         names, skipped = list(display), []
     ranks = {n: i for i, n in enumerate(names)}
     ranks.update({unquote(n): i for i, n in enumerate(names) if "://" in n})
     settings = Settings(m, tuple(display), ranks, limits.max_line_bytes, day,
-                        rules.name, all_patients, keep_evaluations, frame)
+                        rules.name, all_patients, keep_evaluations, frame, chunks, limits)
 
     def scan_fn(batches: Iterator[Any]) -> Iterator[Any]:
-        from milan_fhir._spark._tasks import scan_partition
+        from milan_fhir._spark._tasks import scan_chunks, scan_partition
 
-        return scan_partition(batches, settings)
+        return scan_chunks(batches, settings) if settings.chunks else scan_partition(batches, settings)
 
     def eval_fn(batches: Iterator[Any]) -> Iterator[Any]:
         from milan_fhir._spark._tasks import evaluate_partition

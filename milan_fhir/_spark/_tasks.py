@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Settings", "scan_partition", "evaluate_partition", "SCAN_SCHEMA", "EVAL_SCHEMA", "FACT", "ERROR",
+__all__ = ["Settings", "scan_partition", "scan_chunks", "evaluate_partition", "SCAN_SCHEMA", "EVAL_SCHEMA", "FACT", "ERROR",
            "COUNT", "RESULT", "DUPLICATE", "TALLY"]
 
 FACT, ERROR, COUNT = 0, 1, 2
@@ -51,6 +51,10 @@ class Settings:
     all_patients: bool = False
     keep_evaluations: bool = False
     frame: bool = False  # a DataFrame of lines: each row's ``start`` is its line number - 1
+    #: the byte ranges the executors read themselves (:func:`scan_chunks`): ``(file_rank, path, start, end, gz)``
+    #: with ``end`` -1 for a whole (gzip) file
+    chunks: tuple[tuple[int, str, int, int, bool], ...] = ()
+    limits: Any = None  # the driver's input limits (``_sources.Limits``); None: the defaults with max_line_bytes
 
 
 _CACHE: dict[str, Any] = {}
@@ -117,7 +121,7 @@ class _Split:
         self.wants = self.prefilter.wants
         from .. import _sources
 
-        self.limits = _sources.Limits(max_line_bytes=settings.max_line_bytes)
+        self.limits = settings.limits or _sources.Limits(max_line_bytes=settings.max_line_bytes)
         self.max_line = self.limits.max_line_bytes
         self.clean_line, self.line_resources, self.oversize = _sources.clean_line, _sources.line_resources, _sources.Oversize
         self.rel = self.parsed = self.kept = self.seq = self.lines = 0
@@ -187,14 +191,32 @@ class _Split:
 
         scan = self.scan
         scan.lines = self.rel
-        for number, line, wanted in select_lines(runs, self.prefilter, scan):
-            self.parsed += wanted
-            problems: list[Any] = []
-            self._adapt_all(list(self.line_resources(line, self.path, number, problems, self.limits)), problems,
-                            type(line) is bytes and shallow_text(line))  # else an Oversize stand-in
-        self.lines += scan.lines - self.rel
-        self.rel = scan.lines
-        self.fhir = self.fhir or scan.fhir
+        try:
+            for number, line, wanted in select_lines(runs, self.prefilter, scan):
+                self.parsed += wanted
+                problems: list[Any] = []
+                self._adapt_all(list(self.line_resources(line, self.path, number, problems, self.limits)), problems,
+                                type(line) is bytes and shallow_text(line))  # else an Oversize stand-in
+        finally:
+            self.lines += scan.lines - self.rel
+            self.rel = scan.lines
+            self.fhir = self.fhir or scan.fhir
+
+    def read(self, path: str, start: int, end: int, gz: bool) -> Iterator[None]:
+        """Read ``[start, end)`` of the file at ``path`` (``end`` -1: all of it) with the local engine's chunk
+        reader (``_cohort._work._runs``: the same blocks and runs as its scan), one run at a time; yields after
+        each run so that the caller can flush its rows. A read fault (a damaged gzip file, a file gone) is
+        reported at the line after the last one read, as the local engine does, and ends the split."""
+        from .._cohort._files import Chunk
+        from .._cohort._work import _runs
+        from ..errors import InputError
+
+        try:
+            for run in _runs(Chunk(0, path, start, end, gz), self.limits):
+                self.runs([run])
+                yield None
+        except InputError as exc:
+            self._error(self.rel + 1, f"the file cannot be read further: {exc.reason}")
 
     def line(self, line: bytes) -> None:
         """The next line of the split, read on its own (a DataFrame's row; the reference of :meth:`runs`)."""
@@ -338,6 +360,22 @@ def scan_partition(batches: Iterator[Any], settings: Settings, *, bulk: bool = T
             yield from out.flush()
     for split in splits.values():
         split.close()
+    yield from out.flush()
+
+
+def scan_chunks(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
+    """``mapInArrow`` over ``spark.range`` rows whose ``id`` is the index of a byte range of
+    ``settings.chunks``: each executor reads its ranges itself (:meth:`_Split.read`) and ships only the facts,
+    errors and one count row per range, the rows :func:`scan_partition` gives for Spark's own splits."""
+    out = _Out(SCAN_SCHEMA)
+    for batch in batches:
+        for i in batch.column("id").to_pylist():
+            rank, path, start, end, gz = settings.chunks[i]
+            split = _Split(rank, start, settings, out)
+            for _ in split.read(path, start, end, gz):
+                if len(out) >= _BATCH:
+                    yield from out.flush()
+            split.close()
     yield from out.flush()
 
 
