@@ -147,11 +147,12 @@ def test_fixture_bundles_on_one_line_each(spark, tmp_path):
     assert len((tmp_path / "spark" / "results.ndjson").read_bytes().splitlines()) > 200
 
 
-def test_messy_export_and_partitionings_agree(spark, messy_export, tmp_path):
+def test_messy_export_and_partitionings_agree(spark, messy_export, tmp_path, monkeypatch):
     """Duplicates, malformed lines, gzip, BOM, CRLF: same bytes as local; and the same whatever the number of
     partitions of either step (scan: whole files, or files cut every 64 KB with several splits in a partition;
-    group/evaluate: 1, 2 or 8 partitions)."""
+    group/evaluate: 1, 2 or 8 partitions), and whether the errors are sorted on the driver or by Spark."""
     from milan_fhir import spark as ms
+    from milan_fhir._spark import _engine
 
     local = local_cohort(messy_export, tmp_path / "local", as_of=AS_OF, workers=2, chunk_bytes=4096)
     errors = [orjson.loads(ln) for ln in (tmp_path / "local" / "errors.ndjson").read_bytes().splitlines()]
@@ -160,23 +161,28 @@ def test_messy_export_and_partitionings_agree(spark, messy_export, tmp_path):
     assert local.errors == len(errors) >= 6
     for n, split in ((1, str(1 << 30)), (2, str(1 << 16)), (8, str(1 << 16))):
         out = tmp_path / f"spark-{n}"
+        monkeypatch.setattr(_engine, "DRIVER_SORTED_ERRORS", 0 if n == 8 else 100_000)
         with _conf(spark, spark_sql_files_maxPartitionBytes=split, spark_sql_files_openCostInBytes="0"):
             result = ms.run_cohort(spark, messy_export, out, as_of=AS_OF, partitions=n)
         assert_same(tmp_path / "local", out)
         assert result.patients == local.patients > 0
 
 
-def test_local_files_read_by_the_executors_in_byte_ranges(spark, messy_export, tmp_path):
+def test_local_files_read_by_the_executors_in_byte_ranges(spark, messy_export, tmp_path, monkeypatch):
     """A local folder is cut into the local engine's byte ranges (one per scan partition, the size Spark's own
     split rule gives), read by the executors themselves; a gzip file damaged mid-way keeps what was read and
     reports the rest at the line after it, as the local engine does."""
     from milan_fhir import spark as ms
+    from milan_fhir._spark import _engine
     from milan_fhir._spark._engine import plan_screen
 
     src = tmp_path / "src"
     shutil.copytree(messy_export, src)
     data = gzip.compress(b"".join(orjson.dumps({"resourceType": "Basic", "id": f"b{i}"}) + b"\n" for i in range(5000)))
     (src / "Basic.ndjson.gz").write_bytes(data[: len(data) // 2])  # cut: the gzip stream ends early
+    obs = sorted(src.glob("Observation*.ndjson"))[-1]  # broken lines in every range of a late file, scanned early
+    lines = obs.read_bytes().split(b"\n")
+    obs.write_bytes(b"\n".join(ln if i % 25 != 3 else ln[:40] for i, ln in enumerate(lines)))
     local_cohort(src, tmp_path / "local", as_of=AS_OF, workers=1)
     errors = (tmp_path / "local" / "errors.ndjson").read_bytes()
     assert b"cannot be read further" in errors
@@ -186,7 +192,10 @@ def test_local_files_read_by_the_executors_in_byte_ranges(spark, messy_export, t
         assert len(chunks) > len(scr.files) and scr.scan.rdd.getNumPartitions() == len(chunks)
         assert all(end == -1 or end - start <= 65536 + 4096 for _, _, start, end, _ in chunks)
         ms.run_cohort(spark, src, tmp_path / "spark", as_of=AS_OF, partitions=2)
-    assert_same(tmp_path / "local", tmp_path / "spark")
+        assert_same(tmp_path / "local", tmp_path / "spark")
+        monkeypatch.setattr(_engine, "DRIVER_SORTED_ERRORS", 0)  # errors sorted by Spark, streamed
+        ms.run_cohort(spark, src, tmp_path / "spark-sorted", as_of=AS_OF, partitions=3)
+    assert_same(tmp_path / "local", tmp_path / "spark-sorted")
 
 
 def test_a_glob_is_read_by_spark_text_source(spark, messy_export, tmp_path):

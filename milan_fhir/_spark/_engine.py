@@ -179,7 +179,9 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
     facts = scan.where(F.col("kind") == FACT).select("patient", "file_rank", "start", "seq", "rel", "payload")
     # range-partitioned: each patient in one partition, and the partitions in patient order (the outputs are
     # then streamed partition by partition, sorted, with no further shuffle)
-    facts = facts.repartitionByRange(partitions, "patient") if partitions else facts.repartitionByRange("patient")
+    # a number of partitions given, never left to adaptive execution: it would merge the (few, small) fact rows into
+    # one task, while evaluating them is Python work worth spreading over every core
+    facts = facts.repartitionByRange(partitions or 2 * max(1, spark.sparkContext.defaultParallelism), "patient")
     evaluated = facts.sortWithinPartitions("patient", "file_rank", "start", "seq").mapInArrow(eval_fn, EVAL_SCHEMA)
     return Screen(spark, source, settings, list(display), skipped, scan, evaluated)
 
@@ -236,8 +238,12 @@ class _Line0Frame(dict):  # type: ignore[type-arg]
         return key[1]
 
 
+#: up to this many scan errors are sorted on the driver; more are sorted by Spark and streamed
+DRIVER_SORTED_ERRORS = 100_000
+
+
 def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[str, str]],
-            duplicates: list[tuple[Any, ...]]) -> Iterator[bytes]:
+            duplicates: list[tuple[Any, ...]], count: int) -> Iterator[bytes]:
     """errors.ndjson: files skipped, then the scan's errors (sorted by Spark) merged with the duplicates (few,
     gathered on the driver), in file and line order."""
     import heapq
@@ -245,10 +251,14 @@ def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[
     from pyspark.sql import functions as F
 
     yield from _run.skipped_errors(skipped)
-    scan_err = (scr.scan.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
-                .orderBy("file_rank", "start", "rel", "seq"))
+    scan_err = scr.scan.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
     files = scr.settings.files
-    stream = (_error_key(row, 0) for row in scan_err.toLocalIterator(prefetchPartitions=True))
+    stream: Iterable[tuple[Any, ...]]
+    if count <= DRIVER_SORTED_ERRORS:  # few (the usual case): gathered and sorted here, no sort job
+        stream = sorted(_error_key(row, 0) for row in scan_err.collect())
+    else:
+        stream = (_error_key(row, 0) for row in scan_err.orderBy("file_rank", "start", "rel", "seq")
+                  .toLocalIterator(prefetchPartitions=True))
     for rank, start, rel, _, _, payload in heapq.merge(stream, sorted(duplicates)):
         e = orjson.loads(payload)
         line = None if rel < 0 else line0.get((rank, start), 0) + rel
@@ -263,6 +273,7 @@ def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: d
     """See :func:`milan_fhir.spark.run_cohort`."""
     import pickle
 
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from .. import _sink
@@ -282,8 +293,10 @@ def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: d
         fhir_ranks = {r.file_rank for r, s in zip(counts, stats) if s["fhir"]}
         files = scr.files
         skipped = scr.skipped + [(f, "no line is a FHIR resource") for i, f in enumerate(files) if i not in fhir_ranks]
-        ev = scr.evaluated.persist() if parquet else scr.evaluated
+        n_scan_errors = sum(s["errors"] for s in stats)
+        ev = scr.evaluated.persist(StorageLevel.MEMORY_AND_DISK)
         try:
+            ev.count()  # one job over every partition at once (streaming alone would compute one or two at a time)
             if parquet:
                 target = str(parquet) if not isinstance(parquet, bool) else str(outp / "parquet")
                 scr.results.write.mode("overwrite").parquet(target.rstrip("/") + "/results")
@@ -309,7 +322,7 @@ def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: d
                     if wb is not None:
                         wb.flush()
 
-                n_results, n_errors = _run.write_outputs(outp, pairs(), _errors(scr, line0, skipped, duplicates),
+                n_results, n_errors = _run.write_outputs(outp, pairs(), _errors(scr, line0, skipped, duplicates, n_scan_errors),
                                                          None if wb is None else wb.lines())
             t_eval = time.perf_counter()
             wb_counts = wb.counts if wb is not None else None
@@ -322,8 +335,7 @@ def run_cohort(spark: Any, source: Any, out: str | os.PathLike[str], *, as_of: d
                 errors=n_errors, patients_seen=seen, tally=tally, all_patients=all_patients,
                 write_back=(write_back["base_url"], wb_counts or {}) if write_back else None)
         finally:
-            if parquet:
-                ev.unpersist()
+            ev.unpersist()
     finally:
         scr.scan.unpersist()
 

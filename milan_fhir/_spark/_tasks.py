@@ -124,7 +124,7 @@ class _Split:
         self.limits = settings.limits or _sources.Limits(max_line_bytes=settings.max_line_bytes)
         self.max_line = self.limits.max_line_bytes
         self.clean_line, self.line_resources, self.oversize = _sources.clean_line, _sources.line_resources, _sources.Oversize
-        self.rel = self.parsed = self.kept = self.seq = self.lines = 0
+        self.rel = self.parsed = self.kept = self.seq = self.lines = self.errors = 0
         self.fhir = False
         from .._cohort._work import LineScan
 
@@ -139,6 +139,7 @@ class _Split:
         self.out.add(kind, self.rank, self.start, self.seq, rel, patient, payload)
 
     def _error(self, rel: int | None, reason: str, resource: str | None = None, field: str | None = None) -> None:
+        self.errors += 1
         self._emit(ERROR, rel, None, orjson.dumps({"resource": resource, "field": field, "reason": reason}))
 
     def _fact(self, ad: Any, rel: int) -> None:
@@ -248,7 +249,8 @@ class _Split:
 
     def close(self) -> None:
         """The split's count row (a DataFrame of lines: one per file and partition, ``start`` -1)."""
-        counts = {"lines": self.lines, "parsed": self.parsed, "kept": self.kept, "fhir": self.fhir}
+        counts = {"lines": self.lines, "parsed": self.parsed, "kept": self.kept, "fhir": self.fhir,
+                  "errors": self.errors}
         start = -1 if self.frame else self.start
         self.out.add(COUNT, self.rank, start, 0, self.lines, None, orjson.dumps(counts))
 
