@@ -4,6 +4,7 @@
 
 Each variant runs in a fresh subprocess, variants interleaved, median of ``--repeat`` runs:
   (L) the local engine, ``run_cohort(workers=1)``: one process, the per-core reference;
+  (L2) the local engine with 2 processes: how far the same work scales on this machine's cores at all;
   (S1) the Spark engine on ``local[1]`` (one executor core);
   (S2) the Spark engine on ``local[2]``.
 A Spark variant starts its session and screens a small warm-up export first (JVM start, Python workers, JIT:
@@ -55,13 +56,13 @@ def _cores_busy(a: tuple[int, int] | None, seconds: float) -> float | None:
     return (b[0] - a[0]) / (os.sysconf("SC_CLK_TCK") * seconds)
 
 
-def child_local(export: str, out: str) -> dict:
+def child_local(export: str, out: str, workers: int = 1) -> dict:
     sys.path.insert(0, str(ROOT))
     from milan_fhir._cohort import run_cohort
 
     busy = _busy()
     t = time.perf_counter()
-    result = run_cohort(export, out, as_of=AS_OF, workers=1)
+    result = run_cohort(export, out, as_of=AS_OF, workers=workers)
     secs = time.perf_counter() - t
     return {"seconds": secs, "lines": result.lines, "cohort": result.patients, "cores": _cores_busy(busy, secs)}
 
@@ -116,7 +117,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.child:
         kind, *rest = a.child
-        res = child_local(*rest) if kind == "local" else child_spark(rest[0], rest[1], int(rest[2]), rest[3])
+        res = (child_local(rest[0], rest[1], int(rest[2])) if kind == "local"
+               else child_spark(rest[0], rest[1], int(rest[2]), rest[3]))
         print(json.dumps(res))
         return
 
@@ -134,9 +136,10 @@ def main() -> None:
         spec.loader.exec_module(mod)  # type: ignore[union-attr]
         mod.generate(warmup, patients=40, resources=20, net_fraction=0.5, seed=2)
     outs = base / "spark-out"
-    runs: dict[str, list[dict]] = {"L": [], "S1": [], "S2": []}
+    runs: dict[str, list[dict]] = {"L": [], "L2": [], "S1": [], "S2": []}
     for i in range(a.repeat):
-        for key, args in (("L", ["local", str(export), str(outs / "L")]),
+        for key, args in (("L", ["local", str(export), str(outs / "L"), "1"]),
+                          ("L2", ["local", str(export), str(outs / "L2"), "2"]),
                           ("S1", ["spark", str(export), str(outs / "S1"), "1", str(warmup)]),
                           ("S2", ["spark", str(export), str(outs / "S2"), "2", str(warmup)])):
             idle = wait_for_quiet(a.quiet, 120) if a.quiet else None
@@ -148,7 +151,7 @@ def main() -> None:
                   + (f", machine CPUs busy {r['cores']:.2f} on average during it" if r.get("cores") is not None else "")
                   + (f", stages {r['stages']}" if "stages" in r else ""), file=sys.stderr)
     for name in OUTPUTS:
-        same = (outs / "L" / name).read_bytes() == (outs / "S1" / name).read_bytes() == (outs / "S2" / name).read_bytes()
+        same = len({(outs / k / name).read_bytes() for k in runs}) == 1
         if not same:
             raise SystemExit(f"the engines disagree on {name}")
     lines = runs["L"][0]["lines"]
@@ -158,6 +161,7 @@ def main() -> None:
     print(f"export: {export} ({lines:,} lines, cohort {runs['L'][0]['cohort']}); median of {a.repeat}; "
           f"outputs identical across engines")
     print(f"  (L)  local engine, 1 process : {rate['L']:>10,.0f} lines/s ({med['L']:.2f} s)")
+    print(f"  (L2) local engine, 2 processes: {rate['L2']:>10,.0f} lines/s ({med['L2']:.2f} s)")
     print(f"  (S1) Spark local[1]          : {rate['S1']:>10,.0f} lines/s ({med['S1']:.2f} s; session start-up and "
           f"warm-up {statistics.median(r['startup'] for r in runs['S1']):.1f} s apart)")
     print(f"  (S2) Spark local[2]          : {rate['S2']:>10,.0f} lines/s ({med['S2']:.2f} s)")
@@ -165,7 +169,9 @@ def main() -> None:
           f"{per_core['S2']:,.0f} lines/s per core")
     print(f"  Spark/local per core: {per_core['S1'] / per_core['L']:.2f} (local[1]), "
           f"{per_core['S2'] / per_core['L']:.2f} (local[2])   [target >= 0.5]")
-    print(f"  scaling local[1] -> local[2]: {med['S1'] / med['S2']:.2f}x   [target >= 1.7x on an idle machine]")
+    print(f"  scaling local[1] -> local[2]: {med['S1'] / med['S2']:.2f}x   [target >= 1.7x on an idle machine]; "
+          f"the local engine, 1 -> 2 processes, same run: {med['L'] / med['L2']:.2f}x (what this machine gives the "
+          f"same work on two cores)")
     for k in runs:
         cores = [r["cores"] for r in runs[k] if r.get("cores") is not None]
         if cores:

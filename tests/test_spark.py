@@ -180,6 +180,8 @@ def test_local_files_read_by_the_executors_in_byte_ranges(spark, messy_export, t
     shutil.copytree(messy_export, src)
     data = gzip.compress(b"".join(orjson.dumps({"resourceType": "Basic", "id": f"b{i}"}) + b"\n" for i in range(5000)))
     (src / "Basic.ndjson.gz").write_bytes(data[: len(data) // 2])  # cut: the gzip stream ends early
+    proc = sorted(src.glob("Procedure*.ndjson"))[0]  # gzip without a .gz name: recognised by content, as locally
+    proc.write_bytes(gzip.compress(proc.read_bytes()))
     obs = sorted(src.glob("Observation*.ndjson"))[-1]  # broken lines in every range of a late file, scanned early
     lines = obs.read_bytes().split(b"\n")
     obs.write_bytes(b"\n".join(ln if i % 25 != 3 else ln[:40] for i, ln in enumerate(lines)))
@@ -190,12 +192,27 @@ def test_local_files_read_by_the_executors_in_byte_ranges(spark, messy_export, t
         scr = plan_screen(spark, src, as_of=AS_OF)
         chunks = scr.settings.chunks
         assert len(chunks) > len(scr.files) and scr.scan.rdd.getNumPartitions() == len(chunks)
-        assert all(end == -1 or end - start <= 65536 + 4096 for _, _, start, end, _ in chunks)
+        assert all(end == -1 or end - start <= 65536 + 4096 for _, _, start, end, _, _ in chunks)
         ms.run_cohort(spark, src, tmp_path / "spark", as_of=AS_OF, partitions=2)
         assert_same(tmp_path / "local", tmp_path / "spark")
         monkeypatch.setattr(_engine, "DRIVER_SORTED_ERRORS", 0)  # errors sorted by Spark, streamed
         ms.run_cohort(spark, src, tmp_path / "spark-sorted", as_of=AS_OF, partitions=3)
     assert_same(tmp_path / "local", tmp_path / "spark-sorted")
+
+
+def test_whole_file_bundles_read_as_locally(spark, tmp_path):
+    """The vignettes as they are bundled (pretty-printed whole-file Bundles, and a file that is not FHIR):
+    the executors read each document as the local engine does, same bytes."""
+    from milan_fhir import spark as ms
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "fixtures", src)
+    (src / "notes.json").write_bytes(b'{"hello": "world"}\n')
+    local = local_cohort(src, tmp_path / "local", as_of=FIXTURES_AS_OF, workers=1, all_patients=True)
+    result = ms.run_cohort(spark, src, tmp_path / "spark", as_of=FIXTURES_AS_OF, all_patients=True)
+    assert result.patients == local.patients > 250
+    assert_same(tmp_path / "local", tmp_path / "spark")
+    assert b"notes.json" in (tmp_path / "spark" / "errors.ndjson").read_bytes()
 
 
 def test_a_glob_is_read_by_spark_text_source(spark, messy_export, tmp_path):

@@ -80,7 +80,7 @@ class Screen:
 
 
 def _read_files(spark: Any, source: str, layers: Any
-                ) -> tuple[Any, list[str], list[str], list[tuple[str, str]], tuple[tuple[int, str, int, int, bool], ...]]:
+                ) -> tuple[Any, list[str], list[str], list[tuple[str, str]], tuple[tuple[int, str, int, int, bool, str], ...]]:
     """(scan input, normalised names per rank, display names per rank, skipped files, byte ranges).
 
     A local folder or file: the byte ranges the executors read themselves (the scan input is then
@@ -93,22 +93,13 @@ def _read_files(spark: Any, source: str, layers: Any
 
         if urlparse(source).scheme == "file":
             source = unquote(urlparse(source).path)
-        found, skipped = find_files(source)
-        for f in found:
-            if f.kind != "lines":
-                skipped.append((f.path, "a whole-file JSON document: the Spark engine reads NDJSON lines only; use "
-                                        "the local engine for it"))
-        files = [f for f in found if f.kind == "lines"]
-        if not files:
-            from ..errors import InputError
-
-            raise InputError("holds no NDJSON files the Spark engine can read", file=source)
+        files, skipped = find_files(source)
         display = [f.path for f in files]
         names = [_norm(str(Path(f.path).resolve())) for f in files]
         rank = {f.path: i for i, f in enumerate(files)}
         planned = plan_chunks(files, _split_bytes(spark, sum(f.size for f in files)))
         planned.sort(key=lambda c: (-c.cost, c.index))  # the costliest first: Spark starts tasks in this order
-        chunks = tuple((rank[c.path], names[rank[c.path]], c.start, c.end, c.gz) for c in planned)
+        chunks = tuple((rank[c.path], names[rank[c.path]], c.start, c.end, c.gz, c.kind) for c in planned)
         return spark.range(0, len(chunks), 1, max(1, len(chunks))), names, display, skipped, chunks
     reader = spark.read.option("lineSep", "\n")
     is_glob = any(c in source for c in "*?[{")
@@ -152,7 +143,7 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
 
     limits = Limits.from_env()
     frame = not isinstance(source, (str, os.PathLike))
-    chunks: tuple[tuple[int, str, int, int, bool], ...] = ()
+    chunks: tuple[tuple[int, str, int, int, bool, str], ...] = ()
     if not frame:
         lines, names, display, skipped, chunks = _read_files(spark, os.fspath(source), layers)
     else:  # a DataFrame of lines

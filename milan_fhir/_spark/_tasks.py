@@ -51,9 +51,9 @@ class Settings:
     all_patients: bool = False
     keep_evaluations: bool = False
     frame: bool = False  # a DataFrame of lines: each row's ``start`` is its line number - 1
-    #: the byte ranges the executors read themselves (:func:`scan_chunks`): ``(file_rank, path, start, end, gz)``
-    #: with ``end`` -1 for a whole (gzip) file
-    chunks: tuple[tuple[int, str, int, int, bool], ...] = ()
+    #: the pieces the executors read themselves (:func:`scan_chunks`): ``(file_rank, path, start, end, gz, kind)``,
+    #: ``end`` -1 for a whole file, ``kind`` "lines" (NDJSON) or "document" (one JSON value, as the local engine)
+    chunks: tuple[tuple[int, str, int, int, bool, str], ...] = ()
     limits: Any = None  # the driver's input limits (``_sources.Limits``); None: the defaults with max_line_bytes
 
 
@@ -219,6 +219,25 @@ class _Split:
         except InputError as exc:
             self._error(self.rel + 1, f"the file cannot be read further: {exc.reason}")
 
+    def document(self, path: str, gz: bool) -> None:
+        """A whole-file JSON document (a Bundle or one resource), read as the local engine's scan reads it
+        (``_sources.read_document``)."""
+        from pathlib import Path
+
+        from .. import _sources
+        from ..errors import InputError
+
+        problems: list[Any] = []
+        try:
+            located = list(_sources.read_document(Path(path), problems, self.limits, gz=gz))
+        except InputError as exc:
+            self._error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field)
+            located = []
+        self.parsed += len(located)
+        self.rel = self.lines = max((loc.line or 0 for loc in located), default=0)
+        self._adapt_all(located, problems)
+        self.fhir = True  # a document that is not FHIR was reported above
+
     def line(self, line: bytes) -> None:
         """The next line of the split, read on its own (a DataFrame's row; the reference of :meth:`runs`)."""
         from .._adapters._guard import shallow_text
@@ -372,9 +391,11 @@ def scan_chunks(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
     out = _Out(SCAN_SCHEMA)
     for batch in batches:
         for i in batch.column("id").to_pylist():
-            rank, path, start, end, gz = settings.chunks[i]
+            rank, path, start, end, gz, kind = settings.chunks[i]
             split = _Split(rank, start, settings, out)
-            for _ in split.read(path, start, end, gz):
+            if kind == "document":
+                split.document(path, gz)
+            for _ in split.read(path, start, end, gz) if kind != "document" else ():
                 if len(out) >= _BATCH:
                     yield from out.flush()
             split.close()
