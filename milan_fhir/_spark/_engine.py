@@ -124,7 +124,8 @@ def _split_bytes(spark: Any, total: int) -> int:
 
     most = size("spark.sql.files.maxPartitionBytes", "128m")
     open_cost = size("spark.sql.files.openCostInBytes", "4m")
-    return max(1, min(most, max(open_cost, total // max(1, spark.sparkContext.defaultParallelism))))
+    cores = int(spark.sparkContext.defaultParallelism)
+    return max(1, min(most, max(open_cost, total // max(1, cores))))
 
 
 def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_set: str | None = None,
