@@ -189,6 +189,33 @@ def test_interrupted_run_resumes_without_duplicates(export, tmp_path, monkeypatc
     assert len(results) == reference["tally"]["patients"] == len({r["patient"] for r in results})
 
 
+def test_resume_rescans_a_damaged_or_missing_piece(export, tmp_path, monkeypatch):
+    """A chunk's piece holds its facts, errors and record; one cut short or gone is scanned again on resume,
+    the others are reused, and the outputs are those of a whole run."""
+    ref = tmp_path / "ref"
+    run_cohort(export, ref, as_of=AS_OF, workers=1, chunk_bytes=8192)
+    out = tmp_path / "out"
+    monkeypatch.setattr(cohort_run, "evaluate_bucket", lambda t: (_ for _ in ()).throw(_Stop()))
+    with pytest.raises(_Stop):
+        run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192)
+    monkeypatch.undo()
+    work = out / cohort_run.WORK_DIR
+    pieces = sorted(work.glob("c*.facts"))
+    assert len(pieces) >= 4 and not list(work.glob("c*.errors")) and not list(work.glob("c*.done"))
+    data = pieces[1].read_bytes()
+    pieces[1].write_bytes(data[: len(data) - 3])  # its record cut
+    pieces[2].write_bytes(b"\x00" * 5)  # shorter than any record
+    pieces[3].unlink()
+    scans = []
+    real_scan = cohort_run.scan_chunk
+    monkeypatch.setattr(cohort_run, "scan_chunk", lambda t: scans.append(t.chunk.index) or real_scan(t))
+    summary = run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192, resume=True)
+    assert summary["run"]["resumed"] is True
+    assert sorted(scans) == sorted(int(p.name[1:7]) for p in pieces[1:4])
+    for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes()
+
+
 def test_resume_with_changed_inputs_starts_from_scratch(export, tmp_path, monkeypatch, capsys):
     src = tmp_path / "src"
     shutil.copytree(export, src)

@@ -48,6 +48,7 @@ from ._work import (
     evaluate_bucket,
     order_key,
     read_bucket_result,
+    read_scan_errors,
     read_scan_result,
     scan_chunk,
     watch_parent,
@@ -63,7 +64,8 @@ WRITE_BACK_FILE = "write-back.ndjson"
 WORK_DIR = ".cohort-work"
 COHORT_DEFINITION = "patients with a primary neuroendocrine tumour or liver metastases on record"
 ALL_PATIENTS_DEFINITION = "every patient in the export"
-MANIFEST_VERSION = 2  # 2: facts carry their scan order (seq); Patients validated in the group step
+MANIFEST_VERSION = 3  # 2: facts carry their scan order (seq); Patients validated in the group step; 3: one piece
+# per chunk (facts, errors and its record)
 _BUCKET_INPUT_BYTES = 64 << 20
 _MIN_BUCKETS = 16  # enough tasks to keep every process busy in stage 2
 _MAX_BUCKETS = 256
@@ -200,15 +202,13 @@ def _lines_of(path: Path) -> Iterator[tuple[str, bytes]]:
 def _scan_errors(work: Path, chunks: list[Any], line0: dict[int, int]) -> Iterator[tuple[str, bytes]]:
     """Stage-1 errors in file and line order, with absolute line numbers and the file name."""
     for ch in chunks:
-        path = work / f"{chunk_name(ch.index)}.errors"
-        with open(path, "rb") as fh:
-            for raw in fh:
-                e = orjson.loads(raw)
-                rel = e["line"]  # None: a fault of the whole file
-                line = None if rel is None else line0[ch.index] + rel
-                rec = {"file": ch.path, "line": line, "resource": e["resource"], "field": e["field"],
-                       "reason": e["reason"]}
-                yield order_key(ch.index, rel or 0, e.get("seq", 0)), orjson.dumps(rec)
+        for raw in read_scan_errors(work, ch.index).split(b"\n")[:-1]:  # each error line ends with a newline
+            e = orjson.loads(raw)
+            rel = e["line"]  # None: a fault of the whole file
+            line = None if rel is None else line0[ch.index] + rel
+            rec = {"file": ch.path, "line": line, "resource": e["resource"], "field": e["field"],
+                   "reason": e["reason"]}
+            yield order_key(ch.index, rel or 0, e.get("seq", 0)), orjson.dumps(rec)
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pickle
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,8 @@ from ._tally import Tally
 _SPILL_FACTS = 4_000  # about 3 KB each in memory (a Patient's facts)
 
 __all__ = ["ScanTask", "ScanResult", "BucketTask", "BucketResult", "scan_chunk", "evaluate_bucket", "bucket_of",
-           "in_cohort", "write_atomic", "chunk_name", "watch_parent", "order_key"]
+           "in_cohort", "write_atomic", "chunk_name", "watch_parent", "order_key", "read_scan_result",
+           "read_scan_errors"]
 
 _SETTINGS: dict[tuple[str, ...], Any] = {}
 
@@ -232,7 +234,8 @@ def order_key(chunk: int, rel: int, seq: int) -> str:
 
 
 def scan_chunk(task: ScanTask) -> ScanResult:
-    """Stage 1 for one chunk (see the module docstring); writes ``cNNNNNN.facts``, ``.errors``, then ``.done``.
+    """Stage 1 for one chunk (see the module docstring); writes one piece, ``cNNNNNN.facts``: the facts (one
+    pickled frame per bucket and spill), the errors, and the chunk's record at the end (:func:`read_scan_result`).
 
     Lines are cut and read by the same functions as ``evaluate`` (``_sources.split_lines``,
     ``_sources.line_resources``, ``_sources.read_document``); only the prefilter comes in between.
@@ -343,19 +346,51 @@ def scan_chunk(task: ScanTask) -> ScanResult:
             error(rel + 1, f"the file cannot be read further: {exc.reason}")
 
         spill()
-    index = [tuple(f) for f in frames]
-    write_atomic(wd / f"{name}.errors", b"".join(errors))
-    result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes, fhir)
-    write_atomic(wd / f"{name}.done", pickle.dumps((result, index)))
+        # the piece's tail: its errors, then its record (result, frame index, where the errors are), then the
+        # record's length; the file is renamed into place only now, so its presence means the chunk is done
+        errors_at = facts.tell()
+        blob = b"".join(errors)
+        facts.write(blob)
+        result = ScanResult(chunk.index, rel, parsed, kept, len(errors), chunk.nbytes, fhir)
+        record = pickle.dumps((result, [tuple(f) for f in frames], errors_at, len(blob)),
+                              protocol=pickle.HIGHEST_PROTOCOL)
+        facts.write(record + _TAIL.pack(len(record)))
     return result
 
 
+_TAIL = struct.Struct("<Q")
+
+
+def _record(workdir: Path, index: int) -> tuple[ScanResult, list[tuple[tuple[int, int], ...]], int, int]:
+    """A finished chunk's record, read from the end of its piece (see :func:`scan_chunk`)."""
+    with open(workdir / f"{chunk_name(index)}.facts", "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end < _TAIL.size:
+            raise EOFError("a piece too short to be whole")
+        fh.seek(end - _TAIL.size)
+        (n,) = _TAIL.unpack(fh.read(_TAIL.size))
+        if n > end - _TAIL.size:
+            raise EOFError("a piece whose record does not fit")
+        fh.seek(end - _TAIL.size - n)
+        record: tuple[ScanResult, list[tuple[tuple[int, int], ...]], int, int] = pickle.loads(fh.read(n))
+        return record
+
+
 def read_scan_result(workdir: Path, index: int) -> tuple[ScanResult, list[tuple[tuple[int, int], ...]]] | None:
+    """A finished chunk's result and frame index; None when its piece is missing or not whole."""
     try:
-        scanned: tuple[ScanResult, list[tuple[tuple[int, int], ...]]] = pickle.loads((workdir / f"{chunk_name(index)}.done").read_bytes())
-        return scanned
-    except (OSError, pickle.UnpicklingError, EOFError):
+        result, frames, _at, _n = _record(workdir, index)
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, struct.error):
         return None
+    return result, frames
+
+
+def read_scan_errors(workdir: Path, index: int) -> bytes:
+    """A finished chunk's error lines (JSON, one per line, in scan order)."""
+    _result, _frames, at, n = _record(workdir, index)
+    with open(workdir / f"{chunk_name(index)}.facts", "rb") as fh:
+        fh.seek(at)
+        return fh.read(n)
 
 
 def _key(obj: Any) -> str | None:
