@@ -168,7 +168,10 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
     from pyspark import StorageLevel
 
     scan = lines.mapInArrow(scan_fn, SCAN_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
-    facts = scan.where(F.col("kind") == FACT).select("patient", "file_rank", "start", "seq", "rel", "payload")
+    # the kept scan read by one task per core, not per piece: the steps after the scan move only its facts and
+    # errors, and each of their jobs would otherwise pay Spark's per-task cost once per piece
+    facts = (scan.coalesce(max(1, spark.sparkContext.defaultParallelism)).where(F.col("kind") == FACT)
+             .select("patient", "file_rank", "start", "seq", "rel", "payload"))
     # range-partitioned: each patient in one partition, and the partitions in patient order (the outputs are
     # then streamed partition by partition, sorted, with no further shuffle)
     # a number of partitions given, never left to adaptive execution: it would merge the (few, small) fact rows into
@@ -243,7 +246,8 @@ def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[
     from pyspark.sql import functions as F
 
     yield from _run.skipped_errors(skipped)
-    scan_err = scr.scan.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
+    kept = scr.scan.coalesce(max(1, scr.spark.sparkContext.defaultParallelism))  # one task per core, as the facts
+    scan_err = kept.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
     files = scr.settings.files
     stream: Iterable[tuple[Any, ...]]
     if count <= DRIVER_SORTED_ERRORS:  # few (the usual case): gathered and sorted here, no sort job
