@@ -4,16 +4,18 @@
    same files, same order, same skipped files); any other path or glob (``s3a://``, ``abfss://``, ``hdfs://``)
    is read by Spark's file index (hidden files ignored, names ``*.ndjson``/``*.jsonl``/``*.json`` with or without
    ``.gz`` for a folder), in name order. Or a DataFrame of lines (``value``; optional ``file`` and ``line``).
-2. **Scan** (:func:`milan_fhir._spark._tasks.scan_partition`): Spark's text source cuts the files into splits
-   on line boundaries (``\\n``, as the local reader does; a ``.gz`` file is one split); each line is screened as
-   by the local engine into compact facts, errors and per-split counts. The scan is persisted: the counts give
-   each split's first line number in its file (the lines of the earlier splits of the same file).
-3. **Group/evaluate** (:func:`milan_fhir._spark._tasks.evaluate_partition`): facts hash-partitioned by patient
-   and sorted by ``(patient, file, offset, order met)``, the defined order that makes the first copy of a
-   duplicate win whatever the partitioning.
+2. **Scan**: local files are cut by the driver into the local engine's byte ranges (``_cohort._files.plan_chunks``)
+   and each task reads its range itself (:func:`milan_fhir._spark._tasks.scan_chunks`: the local engine's chunk
+   reader, so only the facts leave Python); other sources go through Spark's text source, split on ``\n`` (a
+   ``.gz`` file is one split), its lines screened per Arrow batch (:func:`milan_fhir._spark._tasks.scan_partition`).
+   Out come compact facts, errors and per-piece counts. The scan is persisted: the counts give each piece's first
+   line number in its file (the lines of the earlier pieces of the same file).
+3. **Group/evaluate** (:func:`milan_fhir._spark._tasks.evaluate_partition`): facts range-partitioned by patient
+   into a set number of partitions and sorted by ``(patient, file, offset, order met)``, the defined order that
+   makes the first copy of a duplicate win whatever the partitioning; computed by one job, then kept.
 4. **Outputs** (:func:`run_cohort`): results and RiskAssessments streamed to the driver sorted by patient
    (``toLocalIterator``: one partition at a time) and written with ``_cohort._run.write_outputs``; errors sorted
-   by file and line; the summary and report by ``build_summary`` / ``finish``: the same files as the local
+   by file and line (on the driver when few); the summary and report by ``build_summary`` / ``finish``: the same files as the local
    engine, byte for byte (``summary.json``'s ``run`` part aside). Optionally Parquet (``results``, written by
    the executors) and write-back from the driver in batches (``_cohort._writeback.write_back_evaluations``).
 """
@@ -67,6 +69,7 @@ class Screen:
     skipped: list[tuple[str, str]]
     scan: Any  # SCAN_SCHEMA rows
     evaluated: Any  # EVAL_SCHEMA rows
+    kept: Any  # ``scan`` once computed, read with one task per core (the steps after the scan)
 
     @property
     def results(self) -> Any:
@@ -170,15 +173,15 @@ def plan_screen(spark: Any, source: Any, *, as_of: dt.date | str | None, rule_se
     scan = lines.mapInArrow(scan_fn, SCAN_SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
     # the kept scan read by one task per core, not per piece: the steps after the scan move only its facts and
     # errors, and each of their jobs would otherwise pay Spark's per-task cost once per piece
-    facts = (scan.coalesce(max(1, spark.sparkContext.defaultParallelism)).where(F.col("kind") == FACT)
-             .select("patient", "file_rank", "start", "seq", "rel", "payload"))
+    kept = scan.coalesce(max(1, spark.sparkContext.defaultParallelism))
+    facts = kept.where(F.col("kind") == FACT).select("patient", "file_rank", "start", "seq", "rel", "payload")
     # range-partitioned: each patient in one partition, and the partitions in patient order (the outputs are
     # then streamed partition by partition, sorted, with no further shuffle)
     # a number of partitions given, never left to adaptive execution: it would merge the (few, small) fact rows into
     # one task, while evaluating them is Python work worth spreading over every core
     facts = facts.repartitionByRange(partitions or 2 * max(1, spark.sparkContext.defaultParallelism), "patient")
     evaluated = facts.sortWithinPartitions("patient", "file_rank", "start", "seq").mapInArrow(eval_fn, EVAL_SCHEMA)
-    return Screen(spark, source, settings, list(display), skipped, scan, evaluated)
+    return Screen(spark, source, settings, list(display), skipped, scan, evaluated, kept)
 
 
 def _frame_lines(df: Any) -> tuple[Any, list[str]]:
@@ -239,15 +242,14 @@ DRIVER_SORTED_ERRORS = 100_000
 
 def _errors(scr: Screen, line0: dict[tuple[int, int], int], skipped: list[tuple[str, str]],
             duplicates: list[tuple[Any, ...]], count: int) -> Iterator[bytes]:
-    """errors.ndjson: files skipped, then the scan's errors (sorted by Spark) merged with the duplicates (few,
-    gathered on the driver), in file and line order."""
+    """errors.ndjson: files skipped, then the scan's errors (``count`` of them: sorted here when few, else by
+    Spark) merged with the duplicates (few, gathered on the driver), in file and line order."""
     import heapq
 
     from pyspark.sql import functions as F
 
     yield from _run.skipped_errors(skipped)
-    kept = scr.scan.coalesce(max(1, scr.spark.sparkContext.defaultParallelism))  # one task per core, as the facts
-    scan_err = kept.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
+    scan_err = scr.kept.where(F.col("kind") == ERROR).select("file_rank", "start", "rel", "seq", "payload")
     files = scr.settings.files
     stream: Iterable[tuple[Any, ...]]
     if count <= DRIVER_SORTED_ERRORS:  # few (the usual case): gathered and sorted here, no sort job

@@ -10,6 +10,10 @@ and ``adapt_resource`` for the lines it picks). Out come compact facts
 ``(file_rank, start, seq)`` and the line's number in its split (``rel``): the driver adds the lines of the
 earlier splits of the same file to get the line number in the file, as the local engine does per chunk.
 
+Scan of local files (:func:`scan_chunks`): each row names a piece the driver planned (a byte range of an NDJSON
+file, or a whole gzip file or JSON document); the task reads it itself with the local engine's chunk reader and
+gives the same rows as above, with the piece's offset as its ``start``.
+
 Group/evaluate (:func:`evaluate_partition`): the facts arrive sorted by ``(patient, file_rank, start, seq)``,
 i.e. per patient in file order, then line order: :func:`milan_fhir._cohort._group.gather` (first copy wins) and
 ``evaluate_patients`` then give the bytes the local engine writes, whatever the partitioning.
