@@ -141,6 +141,19 @@ def _unpicked_type(buf: bytes, start: int, stop: int, picked: list[tuple[int, in
     return False
 
 
+def read_document_piece(path: str, limits: Limits, gz: bool
+                        ) -> tuple[list[Any], list[Any], tuple[int | None, str, str | None, str | None] | None, int]:
+    """A whole-file JSON document as both engines' scans read it: ``(entries, problems, skip, lines)``, where
+    ``skip`` is the error ``(line, reason, resource, field)`` of a file that cannot be read at all (then no
+    entries), and ``lines`` the last line an entry starts on."""
+    problems: list[Any] = []
+    try:
+        located = list(_sources.read_document(Path(path), problems, limits, gz=gz))
+    except InputError as exc:
+        return [], problems, (exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field), 0
+    return located, problems, None, max((loc.line or 0 for loc in located), default=0)
+
+
 def _runs(chunk: Chunk, limits: Limits) -> Iterator[Any]:
     """The lines of a ``lines`` chunk as runs of whole lines (``_sources.line_blocks``); read faults raise
     :class:`InputError`."""
@@ -242,7 +255,6 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     """
     from .._adapters import Located, adapt_resource, full_url_map
     from .._adapters._guard import printable, shallow_text
-    from .._adapters._located import InputProblem
 
     mappings = _mappings(task.mapping_layers)
     prefilter = _prefilter(task.mapping_layers)
@@ -321,14 +333,10 @@ def scan_chunk(task: ScanTask) -> ScanResult:
     with atomic_open(wd / f"{name}.facts", durable=False) as facts:
         try:
             if chunk.kind == "document":
-                problems: list[InputProblem] = []
-                try:
-                    located = list(_sources.read_document(Path(path), problems, limits, gz=chunk.gz))
-                except InputError as exc:
-                    error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field)
-                    located = []
+                located, problems, skip, rel = read_document_piece(path, limits, chunk.gz)
+                if skip is not None:
+                    error(*skip)
                 parsed = len(located)
-                rel = max((loc.line or 0 for loc in located), default=0)
                 adapt_all(located, problems)
                 fhir = True  # a document that is not FHIR was reported above
             else:

@@ -225,20 +225,14 @@ class _Split:
 
     def document(self, path: str, gz: bool) -> None:
         """A whole-file JSON document (a Bundle or one resource), read as the local engine's scan reads it
-        (``_sources.read_document``)."""
-        from pathlib import Path
+        (``_cohort._work.read_document_piece``)."""
+        from .._cohort._work import read_document_piece
 
-        from .. import _sources
-        from ..errors import InputError
-
-        problems: list[Any] = []
-        try:
-            located = list(_sources.read_document(Path(path), problems, self.limits, gz=gz))
-        except InputError as exc:
-            self._error(exc.line, f"file skipped: {exc.reason}", exc.resource, exc.field)
-            located = []
+        located, problems, skip, lines = read_document_piece(path, self.limits, gz)
+        if skip is not None:
+            self._error(*skip)
         self.parsed += len(located)
-        self.rel = self.lines = max((loc.line or 0 for loc in located), default=0)
+        self.rel = self.lines = lines
         self._adapt_all(located, problems)
         self.fhir = True  # a document that is not FHIR was reported above
 
