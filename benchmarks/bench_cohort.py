@@ -7,7 +7,8 @@ Times, each variant in a fresh subprocess (clean memory peaks), interleaved, med
   (b) the full cohort evaluation (``run_cohort``: prefilter, adapt, evaluate, write all outputs) with 1 and
       with 2 worker processes.
 Prints lines/s of each, (b)/(a) throughput in 1 process, the 1 -> 2 process scaling, and peak memory: the peak
-RSS of the main process and of the largest worker (``getrusage``), and their sum bound main + N x worker.
+RSS of the main process and of the largest worker (``getrusage``), and their sum bound main + N x worker; and the
+minor page faults of all its processes (each costs kernel time; see ``_sources.keep_read_blocks``).
 
 Without ``--dir`` the export is generated (benchmarks/generate_export.py, seed 1, 2,000 patients x ``--scale``)
 into ``$TMPDIR/milan-fhir-bench/scale-K`` and reused by later runs. Targets (issue 13, ``--scale 10``):
@@ -92,6 +93,7 @@ def child_cohort(export: str, workers: int, out: str, profile: str | None) -> di
         "lines": summary["lines"],
         "main_mb": _maxrss_mb(resource.RUSAGE_SELF),
         "worker_mb": _maxrss_mb(resource.RUSAGE_CHILDREN),
+        "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt + resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt,
         "cohort": summary["tally"]["patients"],
         "verdicts": summary["tally"]["verdicts"],
     }
@@ -225,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(b) cohort, {w} process{'es' if w > 1 else '  '}                     : {tput:>10,.0f} lines/s  "
               f"({med(key):.2f} s, {med(key, 'cpu'):.2f} CPU s)  (b)/(a) = {tput / base:.2f}")
         print(f"    peak RSS: main {peak_main:,.0f} MB, largest worker {peak_worker:,.0f} MB, "
-              f"sum bound {bound:,.0f} MB; cohort {runs[key][0]['cohort']} patients {runs[key][0]['verdicts']}")
+              f"sum bound {bound:,.0f} MB; minor page faults {med(key, 'faults'):,.0f}; "
+              f"cohort {runs[key][0]['cohort']} patients {runs[key][0]['verdicts']}")
     if len(workers) > 1:
         one, two = f"cohort-{workers[0]}", f"cohort-{workers[1]}"
         print(f"scaling {workers[0]} -> {workers[1]} processes: {med(one) / med(two):.2f}x "

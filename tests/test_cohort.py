@@ -93,6 +93,64 @@ def test_spawned_helpers_give_the_same_bytes(export, tmp_path, monkeypatch):
         assert (tmp_path / "fork" / name).read_bytes() == (tmp_path / "spawn" / name).read_bytes(), name
 
 
+class _TaskFailed(Exception):
+    pass
+
+
+def _slow_task(task):
+    """A stage task for the _run_all tests: notes who ran it, takes a while; fails from the 5th task on when run
+    in the process it is told to fail in (``main``: the pid given; ``helper``: any other)."""
+    import os
+    import time
+
+    value, log, fail_in, main = task
+    with open(log, "a") as fh:
+        fh.write(f"{value} {os.getpid()}\n")
+    time.sleep(0.02)
+    if value >= 5 and fail_in and (os.getpid() == main) == (fail_in == "main"):
+        raise _TaskFailed(value)
+    return value
+
+
+def _ran(log):
+    return [tuple(int(x) for x in line.split()) for line in Path(log).read_text().splitlines()]
+
+
+def test_every_task_of_a_stage_runs_once_in_every_process(tmp_path):
+    import os
+
+    log = tmp_path / "ran"
+    tasks = [(i, str(log), None, 0) for i in range(40)]
+    got, advanced = [], []
+    with cohort_run._executor(2) as pool:
+        for _ in range(2):  # a second stage on the same helpers
+            log.write_text("")
+            got.clear()
+            advanced.clear()
+            cohort_run._run_all(pool, _slow_task, tasks, got.append, advanced.append, lambda t: t[0] + 1)
+            assert sorted(got) == list(range(40))
+            assert sorted(v for v, _ in _ran(log)) == list(range(40))  # each once
+            assert sum(advanced) == sum(range(1, 41))
+            pids = {pid for _, pid in _ran(log)}
+            assert os.getpid() in pids and len(pids) == 2  # the main process and the helper both worked
+
+
+@pytest.mark.parametrize("where", ["main", "helper"])
+def test_a_failed_task_stops_the_stage_and_is_raised(tmp_path, where):
+    import os
+
+    log = tmp_path / "ran"
+    log.write_text("")
+    tasks = [(i, str(log), where, os.getpid()) for i in range(200)]
+    with cohort_run._executor(2) as pool:
+        with pytest.raises(_TaskFailed):
+            cohort_run._run_all(pool, _slow_task, tasks, lambda r: None)
+    ran = _ran(log)
+    assert len(ran) < 200  # nobody took the rest of the stage
+    failed_in = {pid for v, pid in ran if v >= 5 and (pid == os.getpid()) == (where == "main")}
+    assert failed_in  # the failure came from the process meant
+
+
 def test_gzip_and_mixed_files_give_the_same_results(export, tmp_path):
     mixed = make_export(tmp_path / "mixed", gz=True, mixed=True)
     assert all(p.name.endswith(".gz") for p in mixed.iterdir())
@@ -171,6 +229,7 @@ def test_interrupted_run_resumes_without_duplicates(export, tmp_path, monkeypatc
         run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192)
     assert not (out / "summary.json").exists()
     buckets = orjson.loads((out / cohort_run.WORK_DIR / "manifest.json").read_bytes())["buckets"]
+    finished = calls[:2]
 
     scans = []
     real_scan = cohort_run.scan_chunk
@@ -180,7 +239,7 @@ def test_interrupted_run_resumes_without_duplicates(export, tmp_path, monkeypatc
     summary = run_cohort(export, out, as_of=AS_OF, workers=1, chunk_bytes=8192, resume=True)
     assert summary["run"]["resumed"] is True
     assert scans == []  # every chunk was finished before the interruption
-    assert calls == list(range(2, buckets))  # buckets 0 and 1 were finished before the interruption
+    assert sorted(calls) == sorted(set(range(buckets)) - set(finished))  # the two finished before the interruption
     for name in ("results.ndjson", "risk-assessments.ndjson", "errors.ndjson"):
         assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     # and again from scratch into the same folder: replaced, not appended

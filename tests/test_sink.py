@@ -174,7 +174,7 @@ def test_cohort_helpers_exit_when_the_parent_is_killed(tmp_path):
         import os, sys, time
         sys.path.insert(0, %r)
         from milan_fhir._cohort._run import _executor
-        pool = _executor(2)
+        pool = _executor(2).executor
         fut = pool.submit(os.getpid)
         print(fut.result(), flush=True)
         pool.submit(time.sleep, 120)

@@ -223,3 +223,53 @@ def test_gzip_inflation_is_capped(tmp_path):
     items = list(read_path(f, problems, Limits(max_line_bytes=100_000, max_gzip_ratio=10)))
     assert [i.resource["id"] for i in items] == ["p1"]
     assert "inflates to more than 10 times" in problems[-1].reason
+
+
+# ------------------------------------------------------------------------------------ the allocator's thresholds
+class _FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 1
+
+
+@pytest.fixture
+def fake_libc(monkeypatch):
+    import ctypes
+    import os
+
+    from milan_fhir import _sources
+
+    libc = _FakeLibc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: libc)
+    monkeypatch.setattr(os, "confstr", lambda name: "glibc 2.36")
+    monkeypatch.setattr(_sources, "_allocator_set", False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    return libc
+
+
+def test_freed_read_blocks_stay_with_the_process_on_glibc(fake_libc):
+    from milan_fhir import _sources
+
+    _sources.keep_read_blocks()
+    block = _sources._BLOCK
+    assert sorted(fake_libc.calls) == [(-3, 2 * block), (-1, 3 * block)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    _sources.keep_read_blocks()  # once per process
+    assert len(fake_libc.calls) == 2
+
+
+@pytest.mark.parametrize("setting", ["MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "no glibc"])
+def test_glibc_settings_of_the_environment_win(fake_libc, monkeypatch, setting):
+    import os
+
+    from milan_fhir import _sources
+
+    if setting == "no glibc":
+        monkeypatch.setattr(os, "confstr", lambda name: None)
+    else:
+        monkeypatch.setenv(setting, "131072")
+    _sources.keep_read_blocks()
+    assert fake_libc.calls == []

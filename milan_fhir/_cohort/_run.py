@@ -21,8 +21,7 @@ import os
 import shutil
 import sys
 import time
-from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,67 +106,105 @@ def _warm_up(layers: tuple[str, ...]) -> None:
         _validate._model(rtype)
 
 
-def _executor(workers: int) -> Executor | None:
-    """The helper processes: ``workers - 1`` of them, since the main process works too (see :func:`_run_all`)."""
-    if workers <= 1:
-        return None
-    from tqdm import tqdm
+class _Helpers:
+    """The helper processes of a run, ``workers - 1`` of them (the main process works too, :func:`_run_all`), and
+    the shared index by which every process takes the next task of a stage."""
 
-    tqdm.monitor_interval = 0  # no tqdm monitor thread in a process that forks
-    method = _start_method()
-    return ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context(method),
-                               initializer=watch_parent, initargs=(os.getpid(),))
+    def __init__(self, count: int) -> None:
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no tqdm monitor thread in a process that forks
+        ctx = multiprocessing.get_context(_start_method())
+        self.count = count
+        self.next_task: Any = ctx.Value("q", 0)  # a shared int with its lock; helpers get it as they start
+        self.executor = ProcessPoolExecutor(max_workers=count, mp_context=ctx, initializer=_start_helper,
+                                            initargs=(os.getpid(), self.next_task))
+
+    def __enter__(self) -> _Helpers:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_all(pool: Executor | None, fn: Callable[[Any], Any], tasks: list[Any], on_done: Callable[[Any], None],
-             helpers: int = 0) -> None:
-    """Run every task; ``on_done`` gets each result (in completion order: callers must not depend on it).
+def _executor(workers: int) -> _Helpers | None:
+    return _Helpers(workers - 1) if workers > 1 else None
 
-    With a pool, the main process is one of the workers: the helpers are kept fed with a couple of queued tasks
-    each (taken from the end of the list) while the main process runs tasks from the front itself. A helper's
-    start-up is then hidden behind useful work; and when nothing is left to start, the main process takes back
-    the queued tasks no helper has begun, so that no process idles while others still have a queue.
+
+_NEXT_TASK: Any = None  # in a helper process: the run's shared task index (set by _start_helper)
+
+
+def _start_helper(parent: int, next_task: Any) -> None:
+    watch_parent(parent)
+    global _NEXT_TASK
+    _NEXT_TASK = next_task
+
+
+def _take(next_task: Any, n: int) -> int:
+    """The index of the next task to run (``n`` when none is left)."""
+    with next_task.get_lock():
+        i = next_task.value
+        if i < n:
+            next_task.value = i + 1
+    return int(i)
+
+
+def _stop(next_task: Any, n: int) -> None:
+    """No process takes another task of this stage (a task failed)."""
+    with next_task.get_lock():
+        next_task.value = n
+
+
+def _drain(fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+    """In a helper: run the stage's tasks taken from the shared index until none is left; their results."""
+    done = []
+    try:
+        while (i := _take(_NEXT_TASK, len(tasks))) < len(tasks):
+            done.append(fn(tasks[i]))
+    except BaseException:
+        _stop(_NEXT_TASK, len(tasks))
+        raise
+    return done
+
+
+def _run_all(pool: _Helpers | None, fn: Callable[[Any], Any], tasks: list[Any], on_done: Callable[[Any], None],
+             advance: Callable[[int], Any] = lambda n: None, cost: Callable[[Any], int] = lambda t: 1) -> None:
+    """Run every task; ``on_done`` gets each result (in no set order: callers must not depend on it), ``advance``
+    the summed ``cost`` of the tasks as they are taken (a progress bar).
+
+    Every process, the main one included, takes the next task from one shared index until none is left, so the
+    tasks run in their list order (callers put the costliest first: the last tasks run anywhere are then the
+    cheapest). Nothing passes through the main process while the stage runs: each helper sends its results once,
+    at the end (measured: a helper fed task by task by the main process waited for it ~5 ms a task, the main
+    process being busy with its own task and holding the interpreter lock).
     """
     if pool is None or not tasks:
         for t in tasks:
             on_done(fn(t))
+            advance(cost(t))
         return
-    pending = deque(tasks)
-    running: dict[Future[Any], Any] = {}
-    queued_per_helper = 4
-
-    def collect(done: Iterable[Future[Any]]) -> None:
-        for f in list(done):
-            running.pop(f, None)
-            on_done(f.result())
-
+    n = len(tasks)
+    reached = [0]
+    for t in tasks:
+        reached.append(reached[-1] + cost(t))
+    shown = 0
+    pool.next_task.value = 0
+    drains = [pool.executor.submit(_drain, fn, tasks) for _ in range(pool.count)]
     try:
-        while pending or running:
-            collect([f for f in running if f.done()])
-            while pending and len(running) < queued_per_helper * helpers:
-                task = pending.pop()
-                running[pool.submit(fn, task)] = task
-            if pending:
-                on_done(fn(pending.popleft()))
-                continue
-            stolen = next((f for f in reversed(list(running)) if f.cancel()), None)
-            if stolen is not None:
-                on_done(fn(running.pop(stolen)))
-            elif running:
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                collect(done)
+        while (i := _take(pool.next_task, n)) < n:
+            on_done(fn(tasks[i]))
+            taken = reached[min(n, pool.next_task.value)]
+            advance(taken - shown)
+            shown = taken
+        for f in drains:
+            for res in f.result():
+                on_done(res)
     except BaseException:
-        for f in running:
+        _stop(pool.next_task, n)
+        for f in drains:
             f.cancel()
         raise
-
-
-def _v_order(tasks: list[Any], cost: Callable[[Any], int]) -> list[Any]:
-    """Tasks ordered costly-first from both ends, cheapest in the middle: the main process takes tasks from the
-    front and the helpers from the back, so the last tasks run anywhere are the cheapest (a short tail)."""
-    ranked = sorted(tasks, key=lambda t: -cost(t))
-    front, back = ranked[0::2], ranked[1::2]
-    return front + back[::-1]
+    advance(reached[n] - shown)
 
 
 def _prepare_workdir(work: Path, manifest: dict[str, Any], resume: bool) -> bool:
@@ -394,7 +431,7 @@ def _plan(source: Any, out: Any, *, as_of: Any, rule_set: str | None, mappings: 
                  max(1, int(workers)), limits, all_patients, progress)
 
 
-def _scan(plan: _Plan, pool: Executor | None, stack: ExitStack) -> tuple[dict[int, Any], dict[int, int]]:
+def _scan(plan: _Plan, pool: _Helpers | None, stack: ExitStack) -> tuple[dict[int, Any], dict[int, int]]:
     """Stage 1: every chunk scanned (or its piece reused); returns the scan results and each chunk's first line
     number in its file."""
     work, chunks = plan.work, plan.chunks
@@ -412,9 +449,9 @@ def _scan(plan: _Plan, pool: Executor | None, stack: ExitStack) -> tuple[dict[in
 
     def scanned(res: Any) -> None:
         scans[res.index] = read_scan_result(work, res.index)
-        bar.update(res.nbytes)
 
-    _run_all(pool, scan_chunk, _v_order(todo, lambda t: t.chunk.cost), scanned, plan.workers - 1)
+    todo.sort(key=lambda t: -t.chunk.cost)
+    _run_all(pool, scan_chunk, todo, scanned, bar.update, lambda t: t.chunk.nbytes)
     bar.close()
     # absolute line numbers: lines of the earlier chunks of the same file
     line0: dict[int, int] = {}
@@ -425,7 +462,7 @@ def _scan(plan: _Plan, pool: Executor | None, stack: ExitStack) -> tuple[dict[in
     return scans, line0
 
 
-def _evaluate(plan: _Plan, pool: Executor | None, stack: ExitStack, scans: dict[int, Any], line0: dict[int, int],
+def _evaluate(plan: _Plan, pool: _Helpers | None, stack: ExitStack, scans: dict[int, Any], line0: dict[int, int],
               keep_evaluations: bool) -> dict[int, Any]:
     """Stage 2: every bucket grouped and evaluated (or its piece reused)."""
     work, chunks = plan.work, plan.chunks
@@ -447,14 +484,14 @@ def _evaluate(plan: _Plan, pool: Executor | None, stack: ExitStack, scans: dict[
 
     def evaluated(res: Any) -> None:
         results[res.bucket] = res
-        bar.update(1)
 
-    _run_all(pool, evaluate_bucket, tasks, evaluated, plan.workers - 1)
+    tasks.sort(key=lambda t: -sum(length for frames in t.sections for _, length in frames))  # costliest first
+    _run_all(pool, evaluate_bucket, tasks, evaluated, bar.update)
     bar.close()
     return results
 
 
-def _write_back(plan: _Plan, pool: Executor | None, stack: ExitStack, write_back: dict[str, Any]) -> dict[str, int]:
+def _write_back(plan: _Plan, pool: _Helpers | None, stack: ExitStack, write_back: dict[str, Any]) -> dict[str, int]:
     """Stage 3 (optional): every bucket's RiskAssessments written back; returns the counts per action."""
     wb_counts = dict.fromkeys(ACTIONS, 0)
     wb_tasks = [
@@ -468,9 +505,8 @@ def _write_back(plan: _Plan, pool: Executor | None, stack: ExitStack, write_back
     def written(counts: dict[str, int]) -> None:
         for k, v in counts.items():
             wb_counts[k] += v
-        bar.update(1)
 
-    _run_all(pool, write_back_bucket, wb_tasks, written, plan.workers - 1)
+    _run_all(pool, write_back_bucket, wb_tasks, written, bar.update)
     bar.close()
     return wb_counts
 
@@ -529,7 +565,7 @@ def run_cohort(
     with ExitStack() as stack:
         pool = _executor(plan.workers)
         if pool is not None:
-            stack.enter_context(pool)  # type: ignore[arg-type]
+            stack.enter_context(pool)
         t_pool = time.perf_counter()
         scans, line0 = _scan(plan, pool, stack)
         t_scan = time.perf_counter()

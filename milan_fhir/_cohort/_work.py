@@ -159,6 +159,7 @@ def _runs(chunk: Chunk, limits: Limits) -> Iterator[Any]:
     :class:`InputError`."""
     import gzip
 
+    _sources.keep_read_blocks()
     try:
         fh: BinaryIO = gzip.open(chunk.path, "rb") if chunk.gz else open(chunk.path, "rb")  # type: ignore[assignment]
     except OSError as exc:
