@@ -49,7 +49,7 @@ FHIR_SUFFIXES = (".json", ".ndjson", ".jsonl", ".json.gz", ".ndjson.gz", ".jsonl
 _NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz")
 BOM = b"\xef\xbb\xbf"
 _GZIP_MAGIC = b"\x1f\x8b"
-_BLOCK = 4 << 20
+_BLOCK = 2 << 20
 _SNIFF_BYTES = 64 << 10
 
 
@@ -62,7 +62,7 @@ def keep_read_blocks() -> None:
     glibc's ``malloc`` gives the top of its heap back to the system once more than a threshold is free there, and
     reading a large export frees and retakes a block at the top over and over: every retaken page then costs a
     page fault (measured on a 3.7 GB export: 630,000 faults, a fifth of the scan's CPU time; 14,000 with this).
-    This sets the trim threshold to 3 blocks (12 MB; with 2 the faults came back) and the ``mmap`` threshold to
+    This sets the trim threshold to 3 blocks (6 MB; with 2 the faults came back) and the ``mmap`` threshold to
     2 blocks, for the whole process and for good (``mallopt`` has no way back). It does nothing elsewhere than
     glibc, and nothing when the environment sets ``MALLOC_TRIM_THRESHOLD_`` or ``MALLOC_MMAP_THRESHOLD_``
     (glibc's own settings win). Called wherever chunks are read (cohort, Spark tasks); safe to call again.
@@ -375,6 +375,8 @@ def split_lines(blocks: Iterable[bytes], max_line: int) -> Iterator[list[bytes]]
     read, so memory stays within one block plus ``max_line``.
     """
     tail = b""
+    pieces: list[bytes] = []  # a line that spans blocks: its start (tail), then whole blocks; joined when it ends
+    held = 0  # bytes in pieces
     skipping = -1  # bytes of an oversize line seen so far, or -1
     for data in blocks:
         if skipping >= 0:
@@ -385,6 +387,17 @@ def split_lines(blocks: Iterable[bytes], max_line: int) -> Iterator[list[bytes]]
             yield [Oversize(skipping + i)]
             skipping = -1
             data = data[i + 1:]
+        if b"\n" not in data:
+            if not pieces:
+                pieces, held, tail = [tail], len(tail), b""
+            pieces.append(data)
+            held += len(data)
+            if held > max_line:
+                skipping, pieces, held = held, [], 0
+            yield []
+            continue
+        if pieces:
+            tail, pieces, held = b"".join(pieces), [], 0
         joined = len(tail) + len(data)
         lines = (tail + data).split(b"\n") if tail else data.split(b"\n")
         tail = lines.pop()
@@ -393,6 +406,8 @@ def split_lines(blocks: Iterable[bytes], max_line: int) -> Iterator[list[bytes]]
         if joined > max_line:  # a line of this block (or one begun in the last) may be over the limit
             lines = [ln if len(ln) <= max_line else Oversize(len(ln)) for ln in lines]
         yield lines
+    if pieces:
+        tail = b"".join(pieces)
     if skipping >= 0:
         yield [Oversize(skipping)]
     elif tail:
@@ -406,7 +421,8 @@ def line_blocks(blocks: Iterable[bytes], max_line: int) -> Iterator[tuple[bytes,
     standing for one line longer than ``max_line`` (its bytes dropped as they are read). The same lines as
     :func:`split_lines`; the cohort searches each run at once (``RawPrefilter.lines``). A read block is not
     copied: only a line cut by a block boundary is."""
-    tail = b""
+    pieces: list[bytes] = []  # the start of a line cut by block boundaries
+    held = 0  # bytes in pieces
     skipping = -1  # bytes of an oversize line seen so far, or -1
     for data in blocks:
         off = 0
@@ -419,14 +435,17 @@ def line_blocks(blocks: Iterable[bytes], max_line: int) -> Iterator[tuple[bytes,
             skipping = -1
             off = i + 1
         first = data.find(b"\n", off)
-        if first < 0:
-            tail += data[off:]
-            if len(tail) > max_line:
-                skipping, tail = len(tail), b""
+        if first < 0:  # the line goes on: its pieces are joined once, when it ends
+            if off < len(data):
+                pieces.append(data[off:])
+                held += len(data) - off
+            if held > max_line:
+                skipping, pieces, held = held, [], 0
             continue
-        if tail:  # the line begun in the last block
-            line = tail + data[off:first + 1]
-            tail = b""
+        if pieces:  # the line begun in an earlier block
+            pieces.append(data[off:first + 1])
+            line = b"".join(pieces)
+            pieces, held = [], 0
             if len(line) - 1 > max_line:
                 yield Oversize(len(line) - 1)
             else:
@@ -438,13 +457,15 @@ def line_blocks(blocks: Iterable[bytes], max_line: int) -> Iterator[tuple[bytes,
                 yield from _cut_oversize(data[off:cut], max_line)
             else:
                 yield data, off, cut
-        tail = data[cut:]
-        if len(tail) > max_line:
-            skipping, tail = len(tail), b""
+        held = len(data) - cut
+        pieces = [data[cut:]] if held else []
+        if held > max_line:
+            skipping, pieces, held = held, [], 0
     if skipping >= 0:
         yield Oversize(skipping)
-    elif tail:
-        yield tail + b"\n", 0, len(tail) + 1
+    elif pieces:
+        last = b"".join(pieces) + b"\n"
+        yield last, 0, len(last)
 
 
 def _cut_oversize(run: bytes, max_line: int) -> Iterator[tuple[bytes, int, int] | Oversize]:

@@ -12,7 +12,7 @@ of a duplicated resource wins whatever the number of workers), build each patien
 evaluate the patients of the cohort and write their JSON line and RiskAssessment into part files sorted by
 patient; return the bucket's :class:`Tally`.
 
-Memory: one read block of a chunk (4 MB), at most ``_SPILL_FACTS`` facts of the scan (then written out as one
+Memory: one read block of a chunk (2 MB), at most ``_SPILL_FACTS`` facts of the scan (then written out as one
 frame per bucket) and the facts of one bucket at a time, whatever the input size.
 Every file of the work folder is written to a temporary name and renamed when complete, so a run that stops
 half-way leaves only complete pieces behind (which ``--resume`` reuses).
