@@ -62,6 +62,7 @@ _ICD_NO_DOT = re.compile(r"^([A-Z][0-9][0-9A-Z])([0-9A-Z]+)$")
 #: ICD-10-GM marks (primary/secondary code, additional code): a trailing ``+ * ! †`` is ignored (codes.md)
 _ICD_MARKS = "+*!†"
 _CODE_MAX = 64  # a code longer than this is not a code of any mapped system: never matched, never pattern-scanned
+MEMO_MAX = 50_000  # entries per memo (Mappings.memo): a cohort may see many distinct codings
 
 
 def normalise_code(system: str | None, code: str, *, icd: bool = False) -> str:
@@ -276,6 +277,7 @@ class Mappings:
     _index: Mapping[str, Mapping[tuple[str, str], CodeEntry]] = field(init=False, repr=False, compare=False)
     _patterns: Mapping[str, tuple[CodeEntry, ...]] = field(init=False, repr=False, compare=False)
     _match_cache: dict[tuple[str, str, str], CodeEntry | None] = field(init=False, repr=False, compare=False)
+    _memos: dict[str, dict[Any, Any]] = field(init=False, repr=False, compare=False)
     _fingerprint: list[str] = field(init=False, repr=False, compare=False)  # computed once (one per RA)
 
     def __post_init__(self) -> None:
@@ -297,6 +299,7 @@ class Mappings:
         put(self, "_index", MappingProxyType({k: MappingProxyType(v) for k, v in index.items()}))
         put(self, "_patterns", MappingProxyType({k: tuple(v) for k, v in patterns.items()}))
         put(self, "_match_cache", {})
+        put(self, "_memos", {})
         put(self, "_fingerprint", [])
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -341,6 +344,14 @@ class Mappings:
         if len(self._match_cache) < 50_000:  # bounded: a cohort sees many distinct codes
             self._match_cache[key] = hit
         return hit
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """A cache of this mapping set's own, for what an adapter derives from codes or texts alone (the same
+        codings recur over a cohort). Callers keep it bounded (:data:`MEMO_MAX` entries)."""
+        cache = self._memos.get(name)
+        if cache is None:
+            cache = self._memos[name] = {}
+        return cache
 
     def _match_slow(self, concept: str, system: str, code: str) -> CodeEntry | None:
         canon = self.canonical_system(system)

@@ -700,3 +700,34 @@ def test_v2_prefilter_passes_conditions_patterns_and_ki67_names(m):
     assert pf.wants(b'{"resourceType":"Procedure","id":"x","code":{"coding":[{"code":"5-504.0"}]}}')
     assert pf.wants(b'{"resourceType":"Observation","id":"x","code":{"text":"Ki67 index"}}')
     assert not pf.wants(b'{"resourceType":"Observation","id":"x","code":{"coding":[{"code":"8310-5"}]}}')
+
+
+def test_cached_condition_codings_keep_each_resource_its_own_morphology_and_text(m):
+    """The code part of a Condition's classification is cached per mapping set; what is not in the codings
+    (a morphology extension) is read per resource, and a repeated coding gives the same answer."""
+    from milan_fhir._adapters._condition import classify
+    from milan_fhir._mappings import default_mappings
+
+    fresh = default_mappings()  # a mapping set with empty caches
+    # the same site code, first with a NET morphology extension, then without: only the first is a primary NET
+    with_morph = cond(ICD, "C25.0", id="a", extension=morphology_ext("8246/3"))
+    without = cond(ICD, "C25.0", id="b")
+    first, second, again = classify(with_morph, fresh), classify(without, fresh), classify(with_morph, fresh)
+    assert first is not None and first.concept == "primary" and first.morphology is not None
+    assert second is None or second.morphology is None
+    assert again == first
+    assert classify(without, m) == second  # the same as with a mapping set that had cached nothing else
+    # the text net by text: two Conditions with one uncoded text each, answered per text
+    met = {"resourceType": "Condition", "id": "t1", "code": {"text": "Liver metastases"}}
+    benign = {"resourceType": "Condition", "id": "t2", "code": {"text": "Benign liver cyst"}}
+    assert classify(met, fresh).concept == "metastasis"
+    assert classify(benign, fresh) is None
+    assert classify(met, fresh).concept == "metastasis"
+
+
+def test_a_condition_coding_of_other_types_is_not_cached_and_does_not_fail(m):
+    from milan_fhir._adapters._condition import classify
+
+    odd = {"resourceType": "Condition", "id": "x",
+           "code": {"coding": [{"system": ICD, "code": ["C7A.1"]}], "text": [{"not": "a string"}]}}
+    assert classify(odd, m) is None

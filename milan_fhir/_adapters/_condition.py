@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from .._domain import GradeFact, MalignancyFact, MetastasisFact, PrimaryFact, TransplantStatusFact
-from .._mappings import CodeEntry, Mappings
+from .._mappings import MEMO_MAX, CodeEntry, Mappings
 from ._common import Ctx
 from ._text import text_net
 from ._values import (
@@ -68,17 +68,65 @@ def _all(mappings: Mappings, concept: str, pairs: list[tuple[str | None, str | N
     return tuple(out)
 
 
+@dataclass(frozen=True, slots=True)
+class _Coded:
+    """What a Condition's ``code`` codings alone say, for every concept (cached per mapping set: the same codings
+    recur over a cohort)."""
+
+    metastases: tuple[CodeEntry, ...]
+    primaries: tuple[CodeEntry, ...]
+    site_codes: tuple[CodeEntry, ...]
+    morphologies: tuple[CodeEntry, ...]
+    generic: CodeEntry | None
+    other: CodeEntry | None
+    prior: CodeEntry | None
+    transplant: CodeEntry | None
+    z_coded: bool
+
+
+def _coded(mappings: Mappings, pairs: list[tuple[Any, Any]]) -> _Coded:
+    key: tuple[Any, ...] | None = tuple(pairs)
+    cache = mappings.memo("condition-codes")
+    try:
+        return cache[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    except TypeError:  # a coding with unhashable parts (not strings): worked out, not kept
+        key = None
+    coded = _Coded(
+        _all(mappings, "metastasis", pairs), _all(mappings, "primary_net", pairs),
+        _all(mappings, "primary_net_by_morphology", pairs), _all(mappings, "morphology", pairs),
+        mappings.match_any("generic_cancer", pairs), mappings.match_any("other_malignancy", pairs),
+        mappings.match_any("prior_malignancy", pairs), mappings.match_any("liver_transplant_status", pairs),
+        _z_coded(mappings, pairs))
+    if key is not None and len(cache) < MEMO_MAX:
+        cache[key] = coded
+    return coded
+
+
+def _text_hit(mappings: Mappings, texts: list[str]) -> str | None:
+    """The text safety net's answer for a Condition's texts (cached per mapping set, as :func:`_coded`)."""
+    key: tuple[Any, ...] | None = tuple(texts)
+    cache = mappings.memo("condition-texts")
+    try:
+        return cache[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    except TypeError:
+        key = None
+    hit = text_net(mappings.text_nets, texts)
+    if key is not None and len(cache) < MEMO_MAX:
+        cache[key] = hit
+    return hit
+
+
 def classify(cond: dict[str, Any], mappings: Mappings) -> ConditionKind | None:
     """Recognise a Condition by its codes, morphology and (as a safety net) its text; None when unused."""
     pairs = codings(cond.get("code"))
-    morph, other_morph = _morphology(cond, pairs, mappings)
-    metastases = _all(mappings, "metastasis", pairs)
-    primaries = _all(mappings, "primary_net", pairs)
-    site_codes = _all(mappings, "primary_net_by_morphology", pairs)
-    generic = mappings.match_any("generic_cancer", pairs)
-    other = mappings.match_any("other_malignancy", pairs)
-    prior = mappings.match_any("prior_malignancy", pairs)
-    transplant = mappings.match_any("liver_transplant_status", pairs)
+    c = _coded(mappings, pairs)
+    morph, other_morph = _morphology(cond, c.morphologies, mappings)
+    metastases, primaries, site_codes = c.metastases, c.primaries, c.site_codes
+    generic, other, prior, transplant = c.generic, c.other, c.prior, c.transplant
     fields: dict[str, Any] = dict(metastases=metastases, primaries=primaries, site_codes=site_codes, generic=generic, other=other,
                   morphology=morph, other_morphology=other_morph, prior=prior, transplant=transplant)
     if metastases:
@@ -91,9 +139,9 @@ def classify(cond: dict[str, Any], mappings: Mappings) -> ConditionKind | None:
         return ConditionKind("prior_malignancy", **fields)
     if transplant is not None:
         return ConditionKind("transplant_status", **fields)
-    if _z_coded(mappings, pairs):
+    if c.z_coded:
         return None
-    hit = text_net(mappings.text_nets, texts_of(cond.get("code")))
+    hit = _text_hit(mappings, texts_of(cond.get("code")))
     if hit is not None:
         return ConditionKind("metastasis" if hit == "metastasis" else "malignancy", **fields, text=hit)
     return None
@@ -108,15 +156,16 @@ def _z_coded(mappings: Mappings, pairs: list[tuple[str | None, str | None]]) -> 
 
 
 def _morphology(
-    cond: dict[str, Any], pairs: list[tuple[str | None, str | None]], mappings: Mappings
+    cond: dict[str, Any], coded: tuple[CodeEntry, ...], mappings: Mappings
 ) -> tuple[CodeEntry | None, CodeEntry | None]:
-    """(NET morphology, malignant non-NET morphology) from the mCODE extension or a coding of the code."""
+    """(NET morphology, malignant non-NET morphology) from the mCODE extension or a coding of the code (``coded``:
+    the morphology entries of the code's codings)."""
     url = mappings.extensions.get("histology_morphology")
     found: list[CodeEntry] = []
     for ext in as_list(cond.get("extension")):
         if isinstance(ext, dict) and ext.get("url") == url:
             found.extend(_all(mappings, "morphology", codings(ext.get("valueCodeableConcept"))))
-    found.extend(_all(mappings, "morphology", pairs))
+    found.extend(coded)
     net = [e for e in found if e.net]
     other = [e for e in found if not e.net]
     # conflicting NET morphologies: the one of highest grade evidence first (criteria.md §3a, the highest counts)
