@@ -273,3 +273,33 @@ def test_glibc_settings_of_the_environment_win(fake_libc, monkeypatch, setting):
         monkeypatch.setenv(setting, "131072")
     _sources.keep_read_blocks()
     assert fake_libc.calls == []
+
+
+def test_lines_spanning_many_blocks_are_cut_as_one_read_would():
+    """split_lines and line_blocks, over random block cuts (lines spanning many blocks, oversize lines, blank
+    lines), give the lines of one whole read."""
+    import random
+
+    from milan_fhir._sources import Oversize, line_blocks, split_lines
+
+    rng = random.Random(3)
+    for _ in range(3000):
+        data = bytes(rng.choice(b"ab\n\n") for _ in range(rng.randint(0, 60))) + b"x" * rng.choice([0, 0, 17, 40])
+        limit = rng.randint(1, 25)
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 12)))) if len(data) > 1 else []
+        blocks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)]) if b > a]
+        whole = data.split(b"\n")
+        if whole and whole[-1] == b"":
+            whole.pop()
+        want = [ln if len(ln) <= limit else ("over", len(ln)) for ln in whole]
+        got = [("over", ln.size) if isinstance(ln, Oversize) else ln for lines in split_lines(blocks, limit)
+               for ln in lines]
+        assert got == want, (blocks, limit)
+        runs = []
+        for item in line_blocks(blocks, limit):
+            if isinstance(item, Oversize):
+                runs.append(("over", item.size))
+            else:
+                buf, start, stop = item
+                runs += buf[start:stop].split(b"\n")[:-1]
+        assert runs == want, (blocks, limit)

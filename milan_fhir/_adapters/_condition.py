@@ -84,39 +84,36 @@ class _Coded:
     z_coded: bool
 
 
-def _coded(mappings: Mappings, pairs: list[tuple[Any, Any]]) -> _Coded:
-    key: tuple[Any, ...] | None = tuple(pairs)
-    cache = mappings.memo("condition-codes")
+def _memoised(mappings: Mappings, name: str, parts: list[Any], compute: Any) -> Any:
+    """``compute()``, kept in the mapping set's memo ``name`` under ``parts`` (bounded; parts that cannot be a
+    key, not strings, are worked out each time)."""
+    cache = mappings.memo(name)
+    key: tuple[Any, ...] | None = tuple(parts)
     try:
-        return cache[key]  # type: ignore[no-any-return]
-    except KeyError:
-        pass
-    except TypeError:  # a coding with unhashable parts (not strings): worked out, not kept
-        key = None
-    coded = _Coded(
-        _all(mappings, "metastasis", pairs), _all(mappings, "primary_net", pairs),
-        _all(mappings, "primary_net_by_morphology", pairs), _all(mappings, "morphology", pairs),
-        mappings.match_any("generic_cancer", pairs), mappings.match_any("other_malignancy", pairs),
-        mappings.match_any("prior_malignancy", pairs), mappings.match_any("liver_transplant_status", pairs),
-        _z_coded(mappings, pairs))
-    if key is not None and len(cache) < MEMO_MAX:
-        cache[key] = coded
-    return coded
-
-
-def _text_hit(mappings: Mappings, texts: list[str]) -> str | None:
-    """The text safety net's answer for a Condition's texts (cached per mapping set, as :func:`_coded`)."""
-    key: tuple[Any, ...] | None = tuple(texts)
-    cache = mappings.memo("condition-texts")
-    try:
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     except KeyError:
         pass
     except TypeError:
         key = None
-    hit = text_net(mappings.text_nets, texts)
+    value = compute()
     if key is not None and len(cache) < MEMO_MAX:
-        cache[key] = hit
+        cache[key] = value
+    return value
+
+
+def _coded(mappings: Mappings, pairs: list[tuple[Any, Any]]) -> _Coded:
+    coded: _Coded = _memoised(mappings, "condition-codes", pairs, lambda: _Coded(
+        _all(mappings, "metastasis", pairs), _all(mappings, "primary_net", pairs),
+        _all(mappings, "primary_net_by_morphology", pairs), _all(mappings, "morphology", pairs),
+        mappings.match_any("generic_cancer", pairs), mappings.match_any("other_malignancy", pairs),
+        mappings.match_any("prior_malignancy", pairs), mappings.match_any("liver_transplant_status", pairs),
+        _z_coded(mappings, pairs)))
+    return coded
+
+
+def _text_hit(mappings: Mappings, texts: list[str]) -> str | None:
+    """The text safety net's answer for a Condition's texts."""
+    hit: str | None = _memoised(mappings, "condition-texts", texts, lambda: text_net(mappings.text_nets, texts))
     return hit
 
 
