@@ -45,7 +45,7 @@ class Chunk:
     start: int
     end: int
     gz: bool
-    weight: int = 1  # relative cost per byte (Patient lines are all parsed and validated)
+    weight: int = 1  # relative cost per byte, by the type of the file's first line (TYPE_WEIGHTS)
     kind: str = "lines"
 
     @property
