@@ -393,9 +393,10 @@ def scan_chunks(batches: Iterator[Any], settings: Settings) -> Iterator[Any]:
             split = _Split(rank, start, settings, out)
             if kind == "document":
                 split.document(path, gz)
-            for _ in split.read(path, start, end, gz) if kind != "document" else ():
-                if len(out) >= _BATCH:
-                    yield from out.flush()
+            else:
+                for _ in split.read(path, start, end, gz):
+                    if len(out) >= _BATCH:
+                        yield from out.flush()
             split.close()
     yield from out.flush()
 
